@@ -1,0 +1,31 @@
+"""``missu`` command line: one sub-module per sub-command, each with ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import MISSUError
+from . import info
+
+COMMANDS = (info,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="missu", description="MISSU 3D medical image segmentation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (MISSUError, OSError) as exc:
+        if os.environ.get("MISSU_DEBUG"):
+            raise
+        print(f"missu {args.command}: error: {exc}", file=sys.stderr)
+        return 1
