@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import MISSUError
-from . import info
+from . import evaluate, info, segment
 
-COMMANDS = (info,)
+COMMANDS = (segment, evaluate, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

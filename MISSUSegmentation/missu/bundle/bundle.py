@@ -1,0 +1,131 @@
+"""Bundle files: ``card.json`` + ``model.safetensors``, as a folder or a ``.zip`` holding both.
+
+Loading never runs code from the files: the card is JSON, the weights are safetensors, and both are
+checked against each other (SHA-256 recorded in the card; tensor names and shapes against the network).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from ..errors import MISSUError
+from ..network import MISSU, build_model
+from .card import ModelCard
+
+CARD_FILE, WEIGHTS_FILE = "card.json", "model.safetensors"
+
+
+@dataclass
+class Bundle:
+    card: ModelCard
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+
+    def build(self, device: str | torch.device = "cpu") -> MISSU:
+        """The inference network (no distillation branch) with the bundle's weights, in eval mode."""
+        model = build_model(self.card.network, inference=True)
+        model.load_state_dict(self.state_dict, strict=True)
+        return model.eval().to(device)
+
+
+def _read_files(path: Path) -> tuple[bytes, bytes]:
+    if path.is_dir():
+        files = {name: path / name for name in (CARD_FILE, WEIGHTS_FILE)}
+        missing = [n for n, p in files.items() if not p.is_file()]
+        if missing:
+            raise MISSUError(f"{path}: not a model bundle (missing {', '.join(missing)})")
+        return files[CARD_FILE].read_bytes(), files[WEIGHTS_FILE].read_bytes()
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            missing = [n for n in (CARD_FILE, WEIGHTS_FILE) if n not in names]
+            if missing:
+                raise MISSUError(f"{path}: not a model bundle archive (missing {', '.join(missing)})")
+            return archive.read(CARD_FILE), archive.read(WEIGHTS_FILE)
+    raise MISSUError(f"{path}: not a model bundle (a folder or .zip with {CARD_FILE} and {WEIGHTS_FILE})")
+
+
+def _check_weights(card: ModelCard, state: dict[str, torch.Tensor], path: Path) -> None:
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(card.network, inference=True).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = []
+    if missing := sorted(set(expected) - set(got)):
+        problems.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+    if unexpected := sorted(set(got) - set(expected)):
+        problems.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+    if wrong := [k for k in set(got) & set(expected) if got[k] != expected[k]]:
+        k = sorted(wrong)[0]
+        problems.append(f"{len(wrong)} with other shapes (e.g. {k}: {got[k]} vs {expected[k]})")
+    if problems:
+        raise MISSUError(f"{path}: weights do not match the card's network: " + "; ".join(problems))
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Read and cross-check a bundle; weights come back as float32 on the CPU."""
+    path = Path(path)
+    if not path.exists():
+        raise MISSUError(f"{path}: no such model bundle")
+    card_bytes, weights = _read_files(path)
+    try:
+        card = ModelCard.from_dict(json.loads(card_bytes), source=str(path / CARD_FILE))
+    except json.JSONDecodeError as exc:
+        raise MISSUError(f"{path}: {CARD_FILE} is not valid JSON ({exc})") from None
+    digest = hashlib.sha256(weights).hexdigest()
+    if card.weights_sha256 != digest:
+        raise MISSUError(
+            f"{path}: {WEIGHTS_FILE} does not match the card (SHA-256 {digest[:12]}..., card says "
+            f"{card.weights_sha256[:12] or 'nothing'}...); the bundle was altered or is incomplete"
+        )
+    try:
+        state = load_safetensors(weights)
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise MISSUError(f"{path}: {WEIGHTS_FILE} is not a valid safetensors file ({exc})") from None
+    _check_weights(card, state, path)
+    return Bundle(card, path, {k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def save_bundle(
+    directory: str | os.PathLike,
+    card: ModelCard,
+    state_dict: dict[str, torch.Tensor],
+    half: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write a bundle folder atomically; ``half`` stores floating-point weights as float16."""
+    directory = Path(directory)
+    if directory.exists() and not overwrite:
+        raise MISSUError(f"{directory}: already exists; pass overwrite=True to replace it")
+    dtype = torch.float16 if half else torch.float32
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()
+    }
+    weights = save_safetensors(tensors, metadata={"format": "pt", "card": card.name})
+    card = card.with_changes(weights_sha256=hashlib.sha256(weights).hexdigest())
+    _check_weights(card, tensors, directory)
+    temporary = directory.with_name(f".partial-{os.getpid()}-{directory.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        (temporary / WEIGHTS_FILE).write_bytes(weights)
+        (temporary / CARD_FILE).write_text(card.to_json() + "\n")
+        if directory.exists():
+            old = directory.with_name(f".old-{os.getpid()}-{directory.name}")
+            os.replace(directory, old)
+            os.replace(temporary, directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, directory)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return directory

@@ -1,0 +1,135 @@
+"""The model card: everything a bundle's weights need to be used correctly, as JSON.
+
+The one place for labels (values, names, colors, DICOM/SNOMED terminology), reported regions,
+input channels, pre-processing, sliding-window settings and post-processing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import MISSUError
+from ..network import MISSUConfig
+
+CARD_VERSION = 1
+SLICER_ANATOMY = "Segmentation category and type - 3D Slicer General Anatomy list"
+
+
+@dataclass(frozen=True)
+class Label:
+    """One output class. ``value`` is written to label maps; the class index is the position in the card."""
+
+    value: int
+    name: str
+    color: tuple[float, float, float]  # RGB in 0..1
+    category: tuple[str, str, str] = ("SCT", "123037004", "Anatomical Structure")  # DICOM coding scheme, code, meaning
+    type: tuple[str, str, str] = ("", "", "")
+    type_modifier: tuple[str, str, str] | None = None
+
+    def terminology(self) -> dict[str, Any]:
+        """The segment's terminology in slicerio's form (Slicer's ``TerminologyEntry`` tag)."""
+        entry = {"contextName": SLICER_ANATOMY, "category": list(self.category), "type": list(self.type)}
+        if self.type_modifier:
+            entry["typeModifier"] = list(self.type_modifier)
+        return entry
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One input channel; ``aliases`` are matched case-insensitively against file and volume names."""
+
+    name: str
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def matches(self, text: str) -> bool:
+        words = {self.name.lower(), *(a.lower() for a in self.aliases)}
+        tokens = set(text.lower().replace("-", "_").replace(".", "_").replace(" ", "_").split("_"))
+        return bool(words & tokens)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    description: str
+    preset: str
+    network: MISSUConfig
+    inputs: tuple[Channel, ...]
+    labels: tuple[Label, ...]  # class 1..K-1 in order; class 0 is background (value 0)
+    spacing: tuple[float, float, float] | None = None  # mm; None keeps the input spacing
+    orientation: str = "RAS"
+    normalization: Literal["zscore-nonzero", "zscore", "none"] = "zscore-nonzero"
+    foreground_crop: bool = True  # infer only inside the bounding box of non-zero voxels
+    crop_margin: int = 8  # voxels kept around that box
+    overlap: float = 0.5
+    sw_batch_size: int = 2
+    regions: dict[str, tuple[int, ...]] = field(default_factory=dict)  # reported region -> label values
+    keep_largest_component: bool = False
+    min_component_mm3: float = 0.0  # components of a label smaller than this become background
+    small_label_fallback: dict[str, int] | None = None  # {"label": 4, "min_voxels": 500, "to": 1}
+    provenance: dict[str, Any] = field(default_factory=dict)  # data, training, metrics, created
+    weights_sha256: str = ""
+    card_version: int = CARD_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != self.network.in_channels:
+            raise MISSUError(f"card {self.name}: {len(self.inputs)} inputs but the network takes {self.network.in_channels}")
+        if len(self.labels) + 1 != self.network.out_channels:
+            raise MISSUError(
+                f"card {self.name}: {len(self.labels)} labels + background but the network has "
+                f"{self.network.out_channels} outputs"
+            )
+        values = [lab.value for lab in self.labels]
+        if 0 in values or len(set(values)) != len(values):
+            raise MISSUError(f"card {self.name}: label values must be unique and non-zero, got {values}")
+        if not 0 <= self.overlap < 1:
+            raise MISSUError(f"card {self.name}: overlap must be in [0, 1), got {self.overlap}")
+
+    @property
+    def roi_size(self) -> tuple[int, int, int]:
+        return self.network.roi_size
+
+    @property
+    def class_values(self) -> list[int]:
+        """Label-map value of each class index."""
+        return [0, *(lab.value for lab in self.labels)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["network"] = self.network.to_dict()
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "card") -> ModelCard:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := set(data) - known:
+            raise MISSUError(f"{source}: unknown card fields {sorted(unknown)}")
+        try:
+            data["network"] = MISSUConfig.from_dict(data["network"])
+            data["inputs"] = tuple(Channel(**{**c, "aliases": tuple(c.get("aliases", ()))}) for c in data["inputs"])
+            data["labels"] = tuple(_label(lab) for lab in data["labels"])
+            data["regions"] = {k: tuple(v) for k, v in data.get("regions", {}).items()}
+            if data.get("spacing") is not None:
+                data["spacing"] = tuple(float(s) for s in data["spacing"])
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise MISSUError(f"{source}: malformed model card ({type(exc).__name__}: {exc})") from None
+
+    def with_changes(self, **changes: Any) -> ModelCard:
+        return dataclasses.replace(self, **changes)
+
+
+def _label(data: dict[str, Any]) -> Label:
+    data = dict(data)
+    for key in ("color", "category", "type", "type_modifier"):
+        if data.get(key) is not None:
+            data[key] = tuple(data[key])
+    return Label(**data)

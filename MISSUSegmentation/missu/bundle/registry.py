@@ -1,0 +1,90 @@
+"""Finding bundles: by path, by name in the model folders, or by name from ``registry.json`` (download,
+SHA-256 verified, cached).
+
+Model folders, searched in order: each entry of ``$MISSU_MODELS`` (``os.pathsep``-separated), the user
+folder ``~/.missu/models``, and the extension's ``MISSUSegmentation/Resources/Models``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+from ..errors import MISSUError
+from .bundle import CARD_FILE
+
+BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+REGISTRY_FILE = "registry.json"
+
+
+def model_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("MISSU_MODELS", "").split(os.pathsep) if p]
+    return [*extra, Path.home() / ".missu" / "models", BUNDLED_MODELS]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MISSU_CACHE", Path.home() / ".cache" / "missu"))
+
+
+def bundled_models() -> dict[str, Path]:
+    """Bundles on disk by folder name; earlier model folders win."""
+    found: dict[str, Path] = {}
+    for folder in model_dirs():
+        if folder.is_dir():
+            for sub in sorted(folder.iterdir()):
+                if (sub / CARD_FILE).is_file():
+                    found.setdefault(sub.name, sub)
+    return found
+
+
+def remote_models() -> dict[str, dict]:
+    """Entries of every ``registry.json``: ``{"name": {"url": ..., "sha256": ..., "description": ...}}``."""
+    entries: dict[str, dict] = {}
+    for folder in model_dirs():
+        registry = folder / REGISTRY_FILE
+        if registry.is_file():
+            for name, entry in json.loads(registry.read_text()).get("models", {}).items():
+                entries.setdefault(name, entry)
+    return entries
+
+
+def _download(name: str, entry: dict) -> Path:
+    target = cache_dir() / "models" / f"{name}-{entry['sha256'][:12]}.zip"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(entry["url"], timeout=60) as response, open(partial, "wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != entry["sha256"]:
+            raise MISSUError(
+                f"model {name}: download from {entry['url']} has SHA-256 {digest.hexdigest()[:12]}..., "
+                f"registry says {entry['sha256'][:12]}...; refused"
+            )
+        os.replace(partial, target)
+    except OSError as exc:
+        raise MISSUError(f"model {name}: cannot download {entry['url']} ({exc})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def resolve_bundle(name_or_path: str | os.PathLike) -> Path:
+    """A bundle path for a path, a bundled name or a registry name (downloaded once, then cached)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    name = str(name_or_path)
+    if name in (local := bundled_models()):
+        return local[name]
+    if name in (remote := remote_models()):
+        return _download(name, remote[name])
+    known = sorted({*local, *remote})
+    raise MISSUError(f"model {name!r}: not a bundle path nor a known model (known: {', '.join(known) or 'none'})")

@@ -1,0 +1,70 @@
+"""Which files make a case: channel matching by name, batch folders and CSV case lists."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..bundle.card import ModelCard
+from ..errors import MISSUError
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
+
+
+def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
+    """Order the given files as the card's inputs.
+
+    Accepts ``name=path`` pairs, or plain paths matched by channel name/alias in the file name, or, when
+    names do not decide, plain paths in the card's order.
+    """
+    names = [c.name for c in card.inputs]
+    if len(given) != len(names):
+        raise MISSUError(f"model {card.name} takes {len(names)} input(s) ({', '.join(names)}); got {len(given)}")
+    if all("=" in g for g in given):
+        pairs = dict(g.split("=", 1) for g in given)
+        if unknown := set(pairs) - set(names):
+            raise MISSUError(f"unknown input name(s) {sorted(unknown)}; model {card.name} takes {', '.join(names)}")
+        return [Path(pairs[n]) for n in names]
+    paths = [Path(g) for g in given]
+    if len(paths) == 1:
+        return paths
+    matched = [[p for p in paths if channel.matches(_stem(p))] for channel in card.inputs]
+    if all(len(m) == 1 for m in matched) and len({m[0] for m in matched}) == len(paths):
+        return [m[0] for m in matched]
+    return paths
+
+
+def cases_from_folder(folder: Path, card: ModelCard) -> dict[str, list[Path]]:
+    """One case per image file (single-input models) or per sub-folder (files matched to channels)."""
+    cases: dict[str, list[Path]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            files = [p for p in sorted(entry.iterdir()) if is_image(p)]
+            cases[entry.name] = [str(p) for p in files]  # matched (or refused) when the case runs
+        elif is_image(entry) and len(card.inputs) == 1:
+            cases[_stem(entry)] = [str(entry)]
+    if not cases:
+        raise MISSUError(f"{folder}: no cases found (image files, or one sub-folder of images per case)")
+    return cases
+
+
+def cases_from_csv(table: Path, card: ModelCard) -> dict[str, list[str]]:
+    """A CSV with a ``case`` column and one column per input name; relative paths are from the CSV's folder."""
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    names = [c.name for c in card.inputs]
+    if not rows or "case" not in rows[0] or any(n not in rows[0] for n in names):
+        raise MISSUError(f"{table}: needs a header with 'case' and one column per input ({', '.join(names)})")
+    return {row["case"]: [f"{n}={table.parent / row[n]}" for n in names] for row in rows}

@@ -1,0 +1,92 @@
+"""Reading and checking input images (NIfTI, NRRD, MHA, DICOM series) with SimpleITK.
+
+Every refusal is a :class:`MISSUError` whose message starts with the file it is about.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import MISSUError
+from .geometry import overlap_fraction, resample_like, same_grid
+
+log = logging.getLogger(__name__)
+
+MIN_OVERLAP = 0.5  # channels covering less of the first channel than this are refused
+
+
+def _read(path: Path) -> sitk.Image:
+    if not path.exists():
+        raise MISSUError(f"{path}: no such file or folder")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise MISSUError(f"{path}: folder holds no DICOM series")
+            if len(series) > 1:
+                raise MISSUError(f"{path}: folder holds {len(series)} DICOM series ({', '.join(series)}); give one per folder")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            return reader.Execute()
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:  # SimpleITK's error for unreadable files
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise MISSUError(f"{path}: cannot read image ({first})") from None
+
+
+def check_image(image: sitk.Image, path: Path | str, label: bool = False) -> None:
+    """Refuse images no model can use: not 3-D, multi-component, empty, non-finite or constant."""
+    if image.GetDimension() != 3:
+        raise MISSUError(f"{path}: a {image.GetDimension()}-D image; a 3-D volume is needed")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise MISSUError(f"{path}: {image.GetNumberOfComponentsPerPixel()} components per voxel; one is needed")
+    size = image.GetSize()
+    if min(size) < 2:
+        raise MISSUError(f"{path}: size {size} is empty or a single slice; a 3-D volume is needed")
+    voxels = sitk.GetArrayViewFromImage(image)
+    if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
+        raise MISSUError(f"{path}: holds NaN or infinite values")
+    if not label and voxels.min() == voxels.max():
+        raise MISSUError(f"{path}: every voxel has the value {voxels.min()}; the image is constant")
+
+
+def read_image(path: str | os.PathLike, label: bool = False) -> sitk.Image:
+    """One checked 3-D image; intensities as float32, labels as their integer type."""
+    path = Path(path)
+    image = _read(path)
+    check_image(image, path, label=label)
+    return image if label else sitk.Cast(image, sitk.sitkFloat32)
+
+
+def align_channels(images: Sequence[sitk.Image], paths: Sequence[Path | str]) -> list[sitk.Image]:
+    """Put every channel on the first channel's grid; refuse channels that do not cover it."""
+    reference, aligned = images[0], [images[0]]
+    for image, path in zip(images[1:], paths[1:]):
+        if same_grid(reference, image):
+            image = sitk.Image(image)
+            image.CopyInformation(reference)  # absorb rounding differences in the header
+        else:
+            covered = overlap_fraction(reference, image)
+            if covered < MIN_OVERLAP:
+                raise MISSUError(
+                    f"{path}: covers {covered:.0%} of the first channel ({paths[0]}) in physical space; "
+                    "the channels do not show the same region"
+                )
+            log.warning("%s: grid differs from %s; resampled onto it", path, paths[0])
+            image = resample_like(image, reference)
+        aligned.append(image)
+    return aligned
+
+
+def read_channels(paths: Sequence[str | os.PathLike]) -> list[sitk.Image]:
+    """The model's input channels, checked and on one grid (the first channel's)."""
+    if not paths:
+        raise MISSUError("no input image given")
+    paths = [Path(p) for p in paths]
+    return align_channels([read_image(p) for p in paths], paths)

@@ -1,0 +1,198 @@
+"""The segmentation engine: checked input channels in, a label map on the input's grid out.
+
+    seg = Segmenter("la-mri")                      # a bundle name or path; loaded once
+    result = seg.segment_files(["case.nii.gz"])    # or seg.segment([sitk images]) / seg.segment_arrays(...)
+    result.labels                                  # SimpleITK image, voxel for voxel on the first input's grid
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.data.utils import dense_patch_slices
+from monai.inferers import sliding_window_inference
+from monai.transforms import Compose
+
+from ..bundle import Bundle, ModelCard, load_bundle, resolve_bundle
+from ..data.geometry import array_xyz, image_from_ras, image_from_xyz, ras_affine
+from ..data.images import align_channels, check_image, read_channels
+from ..data.transforms import preprocessing
+from ..errors import MISSUError
+from .postprocess import clean, segment_volumes, to_label_values
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]  # fraction done in [0, 1], what is happening
+
+
+class Cancelled(Exception):
+    """Raised between windows when the cancel callback returns True."""
+
+
+@dataclass
+class SegmentationResult:
+    labels: sitk.Image  # the card's label values on the first input's grid
+    card: ModelCard
+    seconds: float
+    uncertainty: sitk.Image | None = None  # variance of class probabilities across TTA flips, summed over classes
+    volumes: dict[str, dict[str, float]] = field(default_factory=dict)  # per label and region: voxels, mL
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MISSUError(f"device {device!r}: no CUDA GPU is available to this PyTorch ({torch.__version__})")
+    return torch.device(device)
+
+
+def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """How many windows MONAI's sliding window visits (it pads images smaller than the window)."""
+    size = [max(s, r) for s, r in zip(shape, roi)]
+    interval = [r if s == r else max(int(r * (1 - overlap)), 1) for s, r in zip(size, roi)]
+    return len(dense_patch_slices(size, roi, interval))
+
+
+FLIPS = [axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n)]  # 8 flips, identity first
+
+
+class Segmenter:
+    """A loaded model and its inference settings; call :meth:`segment` for each case."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Bundle,
+        device: str = "auto",
+        tta: bool = False,
+        overlap: float | None = None,
+        sw_batch_size: int | None = None,
+    ):
+        self.bundle = model if isinstance(model, Bundle) else load_bundle(resolve_bundle(model))
+        self.card = self.bundle.card
+        self.device = pick_device(device)
+        self.model = self.bundle.build(self.device)
+        self.tta = tta
+        self.overlap = self.card.overlap if overlap is None else overlap
+        if not 0 <= self.overlap < 1:
+            raise MISSUError(f"overlap must be in [0, 1), got {self.overlap}")
+        self.sw_batch_size = sw_batch_size or self.card.sw_batch_size
+        self.preprocess = Compose(preprocessing(self.card))
+
+    # -- entry points -------------------------------------------------------------------------------------
+
+    def segment_files(self, paths: Sequence[str | os.PathLike], **kwargs) -> SegmentationResult:
+        """Segment one case given one file (or DICOM folder) per channel, in the card's input order."""
+        self._check_count(len(paths))
+        return self.segment(read_channels(paths), names=[str(p) for p in paths], **kwargs)
+
+    def segment_arrays(
+        self, arrays: Sequence[np.ndarray], affines: Sequence[np.ndarray], **kwargs
+    ) -> SegmentationResult:
+        """Segment ``[i, j, k]`` arrays with their voxel-to-RAS matrices (what Slicer's volume nodes hold)."""
+        images = [image_from_ras(np.asarray(a, dtype=np.float32), m) for a, m in zip(arrays, affines)]
+        return self.segment(images, **kwargs)
+
+    def segment(
+        self,
+        channels: Sequence[sitk.Image],
+        names: Sequence[str] | None = None,
+        uncertainty: bool = False,
+        progress: Progress | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> SegmentationResult:
+        """Segment one case. ``uncertainty`` implies flip TTA; ``cancel`` is polled between windows."""
+        start = time.perf_counter()
+        self._check_count(len(channels))
+        names = list(names or [f"{c.name} (channel {i + 1})" for i, c in enumerate(self.card.inputs)])
+        for image, name in zip(channels, names):
+            check_image(image, name)
+        channels = align_channels([sitk.Cast(c, sitk.sitkFloat32) for c in channels], names)
+        report = progress or (lambda fraction, message: None)
+
+        report(0.0, "pre-processing")
+        reference = channels[0]
+        image = MetaTensor(torch.from_numpy(np.stack([array_xyz(c) for c in channels])), affine=ras_affine(reference))
+        data = self.preprocess({"image": image})
+        probabilities, variance = self._infer(data["image"], uncertainty, report, cancel)
+
+        report(0.95, "post-processing")
+        maps = probabilities if variance is None else torch.cat([probabilities, variance])
+        on_input = self._to_input_grid(maps, data)
+        classes = len(self.card.class_values)
+        labels = clean(image_from_xyz(to_label_values(on_input[:classes], self.card), reference), self.card)
+        uncertainty_image = None
+        if variance is not None:
+            uncertainty_image = image_from_xyz(on_input[classes].numpy(), reference)
+        report(1.0, "done")
+        return SegmentationResult(
+            labels=labels,
+            card=self.card,
+            seconds=time.perf_counter() - start,
+            uncertainty=uncertainty_image,
+            volumes=segment_volumes(labels, self.card),
+        )
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _check_count(self, given: int) -> None:
+        wanted = [c.name for c in self.card.inputs]
+        if given != len(wanted):
+            raise MISSUError(f"model {self.card.name} takes {len(wanted)} input(s) ({', '.join(wanted)}); got {given}")
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def _infer(self, image: torch.Tensor, uncertainty: bool, report: Progress, cancel):
+        """Softmax probabilities (K, ...) on the pre-processed grid, averaged over flips when TTA is on."""
+        flips = FLIPS if (self.tta or uncertainty) else FLIPS[:1]
+        roi = self.card.roi_size
+        total = count_windows(image.shape[1:], roi, self.overlap) * len(flips)
+        done = 0
+
+        def predictor(windows: torch.Tensor) -> torch.Tensor:
+            nonlocal done
+            if cancel is not None and cancel():
+                raise Cancelled("segmentation cancelled")
+            with self._autocast():
+                logits = self.model(windows)
+            done += windows.shape[0]
+            report(0.05 + 0.9 * done / total, f"window {done}/{total}")
+            return torch.softmax(logits.float(), dim=1)
+
+        x = image.as_tensor()[None].to(self.device)
+        total_p = total_sq = None
+        for axes in flips:
+            flipped = torch.flip(x, axes) if axes else x
+            p = sliding_window_inference(
+                flipped, roi, self.sw_batch_size, predictor, overlap=self.overlap, mode="gaussian", device="cpu"
+            )
+            p = (torch.flip(p, axes) if axes else p)[0]
+            total_p = p if total_p is None else total_p + p
+            if uncertainty:
+                total_sq = p * p if total_sq is None else total_sq + p * p
+        mean = total_p / len(flips)
+        variance = None
+        if uncertainty:
+            variance = (total_sq / len(flips) - mean * mean).clamp_min(0).sum(dim=0, keepdim=True)
+        return mean, variance
+
+    def _to_input_grid(self, values: torch.Tensor, data: dict) -> torch.Tensor:
+        """Undo the pre-processing's spatial steps (orientation, crop, spacing) on a (C, ...) tensor."""
+        tensor = MetaTensor(values, affine=data["image"].affine)
+        tensor.applied_operations = copy.deepcopy(data["image"].applied_operations)
+        return self.preprocess.inverse({"image": tensor})["image"].as_tensor()
