@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import MISSUError
-from . import evaluate, info, segment
+from . import evaluate, info, segment, train
 
-COMMANDS = (segment, evaluate, info)
+COMMANDS = (segment, evaluate, train, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from monai.data import load_decathlon_datalist
 
 from ..errors import MISSUError
 from .cases import _stem
+from .geometry import array_xyz, same_grid
+from .images import read_channels, read_image
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,31 @@ def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence
         if missing := wanted - {c.name for c in cases}:
             raise MISSUError(f"{dataset}: cases {sorted(missing)[:5]} named by the model card are not in '{key}'")
     return cases
+
+
+def dataset_labels(dataset: str | os.PathLike) -> tuple[dict[int, str], list[str]]:
+    """Declared ``labels`` (value -> name, background excluded) and ``modality`` names of a dataset.json."""
+    meta = json.loads(Path(dataset).read_text())
+    labels = {int(k): str(v) for k, v in meta.get("labels", {}).items() if int(k) != 0}
+    modality = meta.get("modality", {"0": "image"})
+    channels = [str(modality[k]) for k in sorted(modality, key=int)]
+    if not labels:
+        raise MISSUError(f"{dataset}: declares no foreground 'labels'")
+    return labels, channels
+
+
+def check_case(case: Case, label_values: Sequence[int]) -> str | None:
+    """Why ``case`` cannot be used for training (missing, unreadable, mismatched, undeclared labels), or None."""
+    if case.label is None:
+        return "no label"
+    try:
+        reference = read_channels(case.images)[0]
+        label = read_image(case.label, label=True)
+    except MISSUError as exc:
+        return str(exc)
+    if not same_grid(label, reference):
+        return f"{case.label}: label grid {label.GetSize()} differs from its image {case.images[0]} {reference.GetSize()}"
+    found = set(np.unique(array_xyz(label)).tolist()) - {0}
+    if undeclared := found - set(label_values):
+        return f"{case.label}: label values {sorted(undeclared)} are not declared in the dataset"
+    return None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from monai.transforms import CropForegroundd, NormalizeIntensityd, Orientationd, Spacingd
+from monai.data import MetaTensor
+from monai.transforms import CropForegroundd, MapTransform, NormalizeIntensityd, Orientationd, Spacingd
 
 from ..bundle.card import ModelCard
+from ..errors import MISSUError
+from .geometry import array_xyz, ras_affine, same_grid
+from .images import read_channels, read_image
 
 
 def nonzero(x: torch.Tensor) -> torch.Tensor:
@@ -30,3 +35,25 @@ def preprocessing(card: ModelCard, label_key: str | None = None) -> list:
     if card.normalization != "none":
         steps.append(NormalizeIntensityd("image", nonzero=card.normalization == "zscore-nonzero", channel_wise=True))
     return steps
+
+
+class LoadCased(MapTransform):
+    """Read ``"image"`` (a path or list of channel paths) and ``"label"`` into MetaTensors with RAS affines,
+    with the same checks and channel alignment as inference; the label must lie on the image's grid."""
+
+    def __init__(self, label_key: str | None = "label"):
+        super().__init__(["image"])
+        self.label_key = label_key
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        paths = d["image"] if isinstance(d["image"], (list, tuple)) else [d["image"]]
+        channels = read_channels(paths)
+        affine = ras_affine(channels[0])
+        d["image"] = MetaTensor(torch.from_numpy(np.stack([array_xyz(c) for c in channels])), affine=affine)
+        if self.label_key and d.get(self.label_key):
+            label = read_image(d[self.label_key], label=True)
+            if not same_grid(label, channels[0]):
+                raise MISSUError(f"{d[self.label_key]}: label grid differs from its image {paths[0]}")
+            d[self.label_key] = MetaTensor(torch.from_numpy(array_xyz(label).astype(np.int64))[None], affine=affine)
+        return d

@@ -171,7 +171,7 @@ class Segmenter:
             with self._autocast():
                 logits = self.model(windows)
             done += windows.shape[0]
-            report(0.05 + 0.9 * done / total, f"window {done}/{total}")
+            report(0.05 + 0.85 * done / total, f"window {done}/{total}")
             return torch.softmax(logits.float(), dim=1)
 
         x = image.as_tensor()[None].to(self.device)

@@ -1,0 +1,51 @@
+"""``missu train``: train (or fine-tune) MISSU on an MSD dataset; JSON events on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from pathlib import Path
+
+from ..errors import MISSUError
+from ..network import PRESETS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train MISSU; one JSON event per line on stdout (see README)")
+    p.add_argument("--dataset", type=Path, required=True, help="MSD-format dataset.json")
+    p.add_argument("--output", type=Path, required=True, help="run folder (checkpoints, logs, curves, bundle)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default: the recipe's, missu)")
+    p.add_argument("--config", type=Path, help="recipe YAML overriding the defaults")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--init", help="fine-tune from this bundle (name or path)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"))
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="training spacing in mm")
+    p.add_argument("--no-distillation", action="store_true", help="ablation: drop the KL self-distillation term")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.recipe import load_recipe
+    from ..training.trainer import Trainer
+
+    try:
+        recipe = load_recipe(
+            args.config, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+            roi_size=tuple(args.roi) if args.roi else None, spacing=tuple(args.spacing) if args.spacing else None,
+            distill_weight=0.0 if args.no_distillation else None, seed=args.seed,
+        )
+        trainer = Trainer(args.dataset, args.output, recipe, resume=args.resume, init=args.init, device=args.device)
+        trainer.run()
+        return 0
+    except (MISSUError, OSError) as exc:
+        print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        raise
+    except Exception as exc:
+        print(json.dumps({"event": "error", "message": f"{type(exc).__name__}: {exc}",
+                          "traceback": traceback.format_exc()}), flush=True)
+        raise

@@ -1,0 +1,81 @@
+"""The training recipe: TransBTS/MISSU defaults (``missu_spec.md``), overridable from YAML and the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import MISSUError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    preset: str = "missu"
+    epochs: int = 100
+    batch_size: int = 1  # volumes per step (each gives ``crops_per_volume`` crops)
+    crops_per_volume: int = 2
+    roi_size: tuple[int, int, int] | None = None  # None: the preset's
+    spacing: tuple[float, float, float] | None = None  # mm; None keeps the data's
+    normalization: str = "zscore-nonzero"
+    foreground_crop: bool = True
+    positive_fraction: float = 0.5  # share of crops centred on foreground
+    # Optimiser and schedule (TransBTS): Adam(amsgrad), lr 2e-4, weight decay 1e-5, poly power 0.9 per epoch.
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    poly_power: float = 0.9
+    # Augmentation (TransBTS): flips on each axis, intensity scale U(0.9, 1.1) and shift U(-0.1, 0.1).
+    flip_prob: float = 0.5
+    intensity_scale: float = 0.1
+    intensity_shift: float = 0.1
+    # Loss (see network/losses.py for the meaning of each).
+    ce: bool = True
+    include_background: bool = False
+    distill_weight: float = 1.0
+    temperature: float = 1.0
+    scale_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    aux_weight: float = 0.5
+    student: str = "decoder"
+    # Validation and bookkeeping.
+    val_fraction: float = 0.2
+    val_interval: int = 1
+    overlap: float = 0.5
+    log_every: int = 10  # steps between "iteration" events
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
+    seed: int = 0
+    cache_rate: float = 1.0
+    num_workers: int = 0
+    amp: bool = True  # on CUDA only
+
+    def __post_init__(self) -> None:
+        for name in ("roi_size", "spacing", "scale_weights"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        if self.epochs < 1 or self.batch_size < 1 or self.crops_per_volume < 1:
+            raise MISSUError("epochs, batch_size and crops_per_volume must be >= 1")
+        if not 0 < self.val_fraction < 1:
+            raise MISSUError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_recipe(path: Path | None = None, **overrides: Any) -> Recipe:
+    """Defaults, then the YAML file, then command-line overrides (``None`` means not given)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise MISSUError(f"{path}: cannot read the recipe ({exc})") from None
+        if not isinstance(values, dict):
+            raise MISSUError(f"{path}: a recipe is a mapping of settings")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    if unknown := set(values) - known:
+        raise MISSUError(f"{path or 'recipe'}: unknown settings {sorted(unknown)}")
+    return Recipe(**values)

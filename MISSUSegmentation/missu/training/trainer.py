@@ -1,0 +1,436 @@
+"""The training loop: MISSU loss with self-distillation, validation, checkpoints, cancel/resume, DDP, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from monai.data import CacheDataset, DataLoader
+from monai.inferers import sliding_window_inference
+from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
+from monai.transforms import (
+    Compose,
+    MapLabelValued,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    SpatialPadd,
+)
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from .. import __version__
+from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle, save_bundle
+from ..bundle.terminology import label_for
+from ..data.datasets import Case, check_case, dataset_labels, load_cases
+from ..data.transforms import LoadCased, preprocessing
+from ..errors import MISSUError
+from ..network import MISSULoss, build_model, preset_config
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .curves import plot_curves
+from .events import EventStream
+from .recipe import Recipe
+
+SPLIT_FILE = "split.json"
+
+
+@dataclass
+class Progress:
+    """Everything a checkpoint needs besides the weights and optimiser."""
+
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # steps done in the current epoch (mid-epoch checkpoints)
+    global_step: int = 0
+    best_dice: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Stop:
+    """SIGTERM/SIGINT set a flag; the loop checkpoints and leaves at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case], list[Case]]:
+    """A seeded train/validation split, stored in the run folder so a resumed run keeps it."""
+    path = run_dir / SPLIT_FILE
+    if path.is_file():
+        names = json.loads(path.read_text())
+        by_name = {c.name: c for c in cases}
+        missing = [n for n in names["training"] + names["validation"] if n not in by_name]
+        if missing:
+            raise MISSUError(f"{path}: cases {missing[:3]} of the stored split are no longer usable")
+        return [by_name[n] for n in names["training"]], [by_name[n] for n in names["validation"]]
+    order = sorted(cases, key=lambda c: c.name)
+    random.Random(recipe.seed).shuffle(order)
+    n_val = max(1, round(recipe.val_fraction * len(order)))
+    if len(order) - n_val < 1:
+        raise MISSUError(f"{len(order)} usable case(s): too few to keep a validation fold")
+    val, train = sorted(order[:n_val], key=lambda c: c.name), sorted(order[n_val:], key=lambda c: c.name)
+    path.write_text(json.dumps({"training": [c.name for c in train], "validation": [c.name for c in val]}, indent=1))
+    return train, val
+
+
+def _draft_card(dataset: Path, recipe: Recipe, init: ModelCard | None) -> ModelCard:
+    """The card the exported bundle will carry (labels, inputs and pre-processing from data and recipe)."""
+    labels, channels = dataset_labels(dataset)
+    if init is not None:
+        if [lab.value for lab in init.labels] != sorted(labels) or len(init.inputs) != len(channels):
+            raise MISSUError(
+                f"--init bundle {init.name} has labels {[lab.value for lab in init.labels]} and "
+                f"{len(init.inputs)} input(s); {dataset} has {sorted(labels)} and {len(channels)}"
+            )
+        return init.with_changes(provenance={})
+    network = preset_config(
+        recipe.preset,
+        in_channels=len(channels),
+        out_channels=len(labels) + 1,
+        roi_size=recipe.roi_size,
+        student=recipe.student,
+    )
+    single = len(channels) == 1
+    inputs = tuple(
+        Channel("image" if single else name.lower(), name, aliases=(name.lower(),)) for name in channels
+    )
+    return ModelCard(
+        name=dataset.parent.name,
+        version="1.0",
+        description=f"MISSU ({recipe.preset}) trained on {dataset.parent.name}",
+        preset=recipe.preset,
+        network=network,
+        inputs=inputs,
+        labels=tuple(label_for(v, labels[v]) for v in sorted(labels)),
+        spacing=recipe.spacing,
+        normalization=recipe.normalization,
+        foreground_crop=recipe.foreground_crop,
+        overlap=recipe.overlap,
+    )
+
+
+def _transforms(card: ModelCard, recipe: Recipe) -> tuple[Compose, Compose]:
+    roi = card.roi_size
+    load = [
+        LoadCased(),
+        *preprocessing(card, label_key="label"),
+        MapLabelValued("label", orig_labels=card.class_values, target_labels=list(range(len(card.class_values)))),
+    ]
+    augment = [
+        SpatialPadd(["image", "label"], spatial_size=roi),
+        RandCropByPosNegLabeld(
+            ["image", "label"], "label", roi, pos=recipe.positive_fraction, neg=1 - recipe.positive_fraction,
+            num_samples=recipe.crops_per_volume,
+        ),
+        *(RandFlipd(["image", "label"], prob=recipe.flip_prob, spatial_axis=axis) for axis in range(3)),
+        RandScaleIntensityd("image", factors=recipe.intensity_scale, prob=1.0, channel_wise=True),
+        RandShiftIntensityd("image", offsets=recipe.intensity_shift, prob=1.0, channel_wise=True),
+    ]
+    return Compose(load + augment), Compose(load)
+
+
+class Trainer:
+    def __init__(
+        self,
+        dataset: Path,
+        run_dir: Path,
+        recipe: Recipe,
+        resume: bool = False,
+        init: str | None = None,
+        device: str = "auto",
+    ):
+        self.rank, self.world, local_rank = _distributed()
+        self.main = self.rank == 0
+        self.run_dir, self.recipe, self.dataset = Path(run_dir), recipe, Path(dataset)
+        if resume and not (self.run_dir / "checkpoints" / "last.pt").is_file():
+            raise MISSUError(f"{self.run_dir}: no checkpoints/last.pt to resume from")
+        if not resume and (self.run_dir / "checkpoints").exists():
+            raise MISSUError(f"{self.run_dir}: holds an earlier run; pass --resume, or choose another --output")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+        self.events = EventStream(self.run_dir, enabled=self.main)
+        self.log = self.events.log
+        if device == "auto":
+            device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.amp = recipe.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+
+        init_bundle = load_bundle(resolve_bundle(init)) if init else None
+        self.card = _draft_card(self.dataset, recipe, init_bundle.card if init_bundle else None)
+        label_values = [lab.value for lab in self.card.labels]
+        usable, self.skipped = [], {}
+        for case in load_cases(self.dataset):
+            if (reason := check_case(case, label_values)) is None:
+                usable.append(case)
+            else:
+                self.skipped[case.name] = reason
+                self.log.warning("skipping case %s: %s", case.name, reason)
+        if not usable:
+            raise MISSUError(f"{self.dataset}: no usable case ({len(self.skipped)} skipped)")
+        if self.main:
+            self.train_cases, self.val_cases = _split(usable, recipe, self.run_dir)
+        if self.world > 1:
+            dist.barrier()
+        if not self.main:
+            self.train_cases, self.val_cases = _split(usable, recipe, self.run_dir)
+
+        torch.manual_seed(recipe.seed)
+        model = build_model(self.card.network)
+        if init_bundle is not None:
+            missing, unexpected = model.load_state_dict(init_bundle.state_dict, strict=False)
+            if unexpected or any(not k.startswith("distill.") for k in missing):
+                raise MISSUError(f"--init {init}: weights do not fit the network ({missing[:3]}, {unexpected[:3]})")
+        self.model = model.to(self.device)
+        self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.criterion = MISSULoss(
+            ce=recipe.ce, include_background=recipe.include_background, distill_weight=recipe.distill_weight,
+            temperature=recipe.temperature, scale_weights=recipe.scale_weights, aux_weight=recipe.aux_weight,
+        )
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, amsgrad=True
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: max(0.0, 1 - epoch / recipe.epochs) ** recipe.poly_power
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.progress = Progress()
+        self.resumed = resume
+        if resume:
+            self._restore(load_checkpoint(self.run_dir / "checkpoints" / "last.pt"))
+
+        train_tf, self.val_tf = _transforms(self.card, recipe)
+        self.train_ds = CacheDataset(
+            _as_dicts(self.train_cases), train_tf, cache_rate=recipe.cache_rate, num_workers=None, progress=False
+        )
+        self.val_ds = CacheDataset(
+            _as_dicts(self.val_cases[self.rank :: self.world]), self.val_tf, cache_rate=recipe.cache_rate, progress=False
+        )
+        self.sampler = DistributedSampler(self.train_ds, self.world, self.rank, seed=recipe.seed) if self.world > 1 else None
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "progress": {**self.progress.__dict__, "history": json.dumps(self.progress.history)},
+            "rng": rng_state(),
+            "card": self.card.to_json(),
+            "recipe": json.dumps(self.recipe.to_dict()),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        progress = dict(state["progress"])
+        progress["history"] = json.loads(progress["history"])
+        self.progress = Progress(**progress)
+        set_rng_state(state["rng"])
+
+    def _save(self, kind: str) -> Path:
+        path = self.run_dir / "checkpoints" / f"{kind}.pt"
+        if self.main:
+            save_checkpoint(path, self._state())
+            self.events.emit("checkpoint", kind=kind, path=str(path), epoch=self.progress.epoch,
+                             step_in_epoch=self.progress.step_in_epoch)
+        return path
+
+    # -- loop -------------------------------------------------------------------------------------------
+
+    def _loader(self, epoch: int) -> DataLoader:
+        """Data order and augmentation are seeded by (seed, epoch): a resumed epoch replays exactly."""
+        seed = self.recipe.seed * 100_003 + epoch
+        self.train_ds.transform.set_random_state(seed=seed % 2**32)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            self.train_ds, batch_size=self.recipe.batch_size, shuffle=self.sampler is None, sampler=self.sampler,
+            num_workers=self.recipe.num_workers, generator=generator,
+        )
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def _step(self, batch: dict) -> dict[str, float]:
+        image, label = batch["image"].to(self.device), batch["label"].to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            with self._autocast():
+                output = self.net(image.as_tensor() if hasattr(image, "as_tensor") else image)
+            loss, parts = self.criterion(_float(output), label.as_tensor() if hasattr(label, "as_tensor") else label)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        except torch.OutOfMemoryError:
+            raise MISSUError(
+                f"out of memory on {self.device} with batch {self.recipe.batch_size}x{self.recipe.crops_per_volume} "
+                f"crops of {self.card.roi_size}; try --batch-size 1, fewer crops_per_volume or a smaller --roi"
+            ) from None
+        if not math.isfinite(parts["total"]):
+            raise MISSUError(f"the loss became {parts['total']} at step {self.progress.global_step}; lower the lr")
+        return parts
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, float]:
+        """Mean Dice per label over this rank's validation cases, reduced across ranks."""
+        self.model.eval()
+        metric = DiceMetric(include_background=False, reduction="sum_batch", ignore_empty=False)
+        classes = len(self.card.class_values)
+        for item in self.val_ds:
+            image = item["image"].as_tensor()[None].to(self.device)
+            with self._autocast():
+                logits = sliding_window_inference(
+                    image, self.card.roi_size, 2, self.model, overlap=self.card.overlap, mode="gaussian"
+                )
+            prediction = one_hot(logits.float().argmax(1, keepdim=True), classes)
+            metric(prediction, one_hot(item["label"].as_tensor()[None].to(self.device).long(), classes))
+        totals = metric.aggregate() if len(self.val_ds) else torch.zeros(classes - 1, device=self.device)
+        stats = torch.cat([totals.float().reshape(-1).to(self.device), torch.tensor([len(self.val_ds)], device=self.device, dtype=torch.float)])
+        if self.world > 1:
+            dist.all_reduce(stats)
+        count = max(stats[-1].item(), 1)
+        self.model.train()
+        return {lab.name: stats[i].item() / count for i, lab in enumerate(self.card.labels)}
+
+    def run(self) -> Path | None:
+        """Train to ``recipe.epochs``; returns the exported bundle, or None when stopped by a signal."""
+        recipe, p = self.recipe, self.progress
+        stop = Stop()
+        steps = math.ceil(len(self.train_ds) / self.world / recipe.batch_size)
+        self.events.emit(
+            "start", run_dir=str(self.run_dir), preset=self.card.preset, epochs=recipe.epochs, steps_per_epoch=steps,
+            train_cases=len(self.train_cases), val_cases=len(self.val_cases), skipped=self.skipped,
+            device=str(self.device), world_size=self.world, resumed=self.resumed, epoch=p.epoch,
+        )
+        self.log.info("training %s on %d cases (%d for validation), %d skipped, %s x%d",
+                      self.card.preset, len(self.train_cases), len(self.val_cases), len(self.skipped), self.device,
+                      self.world)
+        self.model.train()
+        while p.epoch < recipe.epochs:
+            epoch_start, sums, count = time.perf_counter(), {}, 0
+            for index, batch in enumerate(self._loader(p.epoch)):
+                if index < p.step_in_epoch:
+                    continue  # replaying a resumed epoch up to where it stopped
+                parts = self._step(batch)
+                p.step_in_epoch, p.global_step = index + 1, p.global_step + 1
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+                if p.global_step % recipe.log_every == 0 or index + 1 == steps:
+                    elapsed = time.perf_counter() - epoch_start
+                    left = (steps - index - 1) + steps * (recipe.epochs - p.epoch - 1)
+                    self.events.emit("iteration", epoch=p.epoch + 1, step=index + 1, steps=steps,
+                                     global_step=p.global_step, loss=parts["total"], parts=parts,
+                                     eta_s=round(elapsed / count * left, 1))
+                if stop.requested:
+                    return self._cancel(time.perf_counter() - epoch_start)
+                if recipe.checkpoint_every and p.global_step % recipe.checkpoint_every == 0:
+                    self._save("last")
+            self.scheduler.step()
+            p.epoch, p.step_in_epoch = p.epoch + 1, 0
+            p.seconds += time.perf_counter() - epoch_start
+            means = {k: v / max(count, 1) for k, v in sums.items()}
+            record = {"epoch": p.epoch, "loss": means.pop("total", None), **{f"loss_{k}": v for k, v in means.items()},
+                      "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - epoch_start, 2)}
+            self.events.emit("epoch", epochs=recipe.epochs, **record)
+            self.log.info("epoch %d/%d loss %.4f (%.1f s)", p.epoch, recipe.epochs, record["loss"] or 0, record["seconds"])
+            if p.epoch % recipe.val_interval == 0 or p.epoch == recipe.epochs:
+                dice = self.validate()
+                record["val_dice"] = dice
+                mean = float(np.mean(list(dice.values())))
+                best = mean > p.best_dice
+                if best:
+                    p.best_dice, p.best_epoch = mean, p.epoch
+                self.events.emit("validation", epoch=p.epoch, dice=dice, mean_dice=mean, best=best)
+                self.log.info("validation Dice %s (mean %.4f%s)", dice, mean, ", best" if best else "")
+                if best:
+                    self._save("best")
+            p.history.append(record)
+            self._save("last")
+            if self.main:
+                plot_curves(p.history, self.run_dir / "curves.png")
+            if stop.requested:
+                return self._cancel(0.0)
+        bundle = self.export() if self.main else None
+        if self.world > 1:
+            dist.barrier()
+        self.events.emit("finished", bundle=str(bundle), best_dice=p.best_dice, best_epoch=p.best_epoch,
+                         seconds=round(p.seconds, 1))
+        return bundle
+
+    def _cancel(self, partial_seconds: float) -> None:
+        self.progress.seconds += partial_seconds
+        path = self._save("last")
+        self.events.emit("cancelled", checkpoint=str(path), epoch=self.progress.epoch,
+                         step_in_epoch=self.progress.step_in_epoch)
+        self.log.info("stopped; resume with --resume")
+        return None
+
+    def export(self) -> Path:
+        """The best checkpoint (or the last, before any validation) as a model bundle in ``RUN_DIR/bundle``."""
+        best = self.run_dir / "checkpoints" / "best.pt"
+        state = load_checkpoint(best)["model"] if best.is_file() else self.model.state_dict()
+        model = build_model(self.card.network)
+        model.load_state_dict(state)
+        best_record = next((r for r in self.progress.history if r["epoch"] == self.progress.best_epoch), {})
+        card = self.card.with_changes(
+            provenance={
+                "data": {"dataset": str(self.dataset), "training_cases": len(self.train_cases),
+                         "skipped_cases": sorted(self.skipped)},
+                "validation_cases": [c.name for c in self.val_cases],
+                "training": {"preset": self.card.preset, "recipe": self.recipe.to_dict(),
+                             "epochs": self.progress.epoch, "best_epoch": self.progress.best_epoch,
+                             "seconds": round(self.progress.seconds, 1), "device": str(self.device),
+                             "world_size": self.world, "machine": platform.platform(), "missu": __version__,
+                             "torch": torch.__version__},
+                "metrics": {"validation_dice": best_record.get("val_dice", {})},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+        return save_bundle(self.run_dir / "bundle", card, model.inference_state_dict(), overwrite=True)
+
+
+def _as_dicts(cases: list[Case]) -> list[dict]:
+    return [{"image": list(c.images), "label": c.label} for c in cases]
+
+
+def _float(output):
+    """Loss in float32 whatever the autocast dtype."""
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    return type(output)(*(_float(o) if isinstance(o, torch.Tensor) else [t.float() for t in o] for o in output))

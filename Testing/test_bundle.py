@@ -1,0 +1,129 @@
+"""Bundles: safetensors + JSON card, cross-checked; found by name, path or a verified download."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+
+import pytest
+import torch
+
+from conftest import small_card
+from missu.bundle import load_bundle, resolve_bundle, save_bundle
+from missu.bundle.bundle import CARD_FILE, WEIGHTS_FILE
+from missu.bundle.card import ModelCard
+from missu.errors import MISSUError
+from missu.network import build_model
+
+
+def test_round_trip_float16_and_eval_output(make_bundle):
+    path = make_bundle()
+    bundle = load_bundle(path)
+    card = small_card()
+    assert bundle.card.to_dict() == {**card.to_dict(), "weights_sha256": bundle.card.weights_sha256}
+    torch.manual_seed(0)
+    reference = build_model(card.network, inference=True).eval()
+    half = save_bundle(path.parent / "half", card, reference.state_dict(), half=True)
+    assert (half / WEIGHTS_FILE).stat().st_size < 0.6 * (path / WEIGHTS_FILE).stat().st_size
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load_bundle(half).build()(x), reference(x), atol=5e-2, rtol=5e-2)
+        torch.testing.assert_close(bundle.build()(x), reference(x), atol=0, rtol=0)
+
+
+def test_branch_weights_are_not_exported():
+    card = small_card()
+    model = build_model(card.network)  # with the distillation branch
+    assert card.network.distillation
+    with pytest.raises(MISSUError, match="unexpected"):
+        save_bundle("/nonexistent/never-written", card, model.state_dict())
+
+
+def test_tampered_weights_are_refused(make_bundle):
+    path = make_bundle()
+    data = bytearray((path / WEIGHTS_FILE).read_bytes())
+    data[-10] ^= 0xFF
+    (path / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(MISSUError, match="does not match the card.*altered"):
+        load_bundle(path)
+
+
+def test_card_that_disagrees_with_weights_is_refused(make_bundle):
+    path = make_bundle()
+    card = json.loads((path / CARD_FILE).read_text())
+    card["network"]["widths"] = [8, 8, 8, 16]  # weights still carry the old widths, hash still matches
+    (path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(MISSUError, match="weights do not match the card's network.*other shapes"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.pop("labels"), "malformed model card"),
+        (lambda c: c.update(colour="red"), "unknown card fields"),
+        (lambda c: c.update(labels=[]), "0 labels"),
+        (lambda c: c["network"].update(layers=3), "unknown network settings"),
+    ],
+)
+def test_malformed_cards_are_refused(make_bundle, edit, message):
+    path = make_bundle()
+    card = json.loads((path / CARD_FILE).read_text())
+    edit(card)
+    (path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(MISSUError, match=message):
+        load_bundle(path)
+
+
+def test_not_a_bundle(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MISSUError, match="missing card.json, model.safetensors"):
+        load_bundle(tmp_path / "empty")
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(MISSUError, match="not a model bundle"):
+        load_bundle(tmp_path / "weights.pt")
+
+
+def test_found_by_name_and_as_zip(make_bundle, tmp_path, monkeypatch):
+    path = make_bundle("my-model")
+    monkeypatch.setenv("MISSU_MODELS", str(tmp_path))
+    assert resolve_bundle("my-model") == path
+    archive = tmp_path / "my-model.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in (CARD_FILE, WEIGHTS_FILE):
+            z.write(path / name, name)
+    assert load_bundle(archive).card.name == "test"
+    with pytest.raises(MISSUError, match="known: .*my-model"):
+        resolve_bundle("no-such-model")
+
+
+def test_registry_download_is_verified(make_bundle, tmp_path, monkeypatch):
+    path = make_bundle("source")
+    archive = tmp_path / "remote.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in (CARD_FILE, WEIGHTS_FILE):
+            z.write(path / name, name)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    registry = {"models": {"remote-good": {"url": archive.as_uri(), "sha256": digest},
+                           "remote-bad": {"url": archive.as_uri(), "sha256": "0" * 64}}}
+    (models / "registry.json").write_text(json.dumps(registry))
+    cached = resolve_bundle("remote-good")
+    assert cached.is_file() and load_bundle(cached).card.name == "test"
+    archive.unlink()
+    assert resolve_bundle("remote-good") == cached  # served from the cache
+    shutil.copy(cached, archive)
+    with pytest.raises(MISSUError, match="refused"):
+        resolve_bundle("remote-bad")
+    assert not any(p.name.startswith("remote-bad") for p in (tmp_path / "cache" / "models").iterdir())
+
+
+def test_card_checks_its_own_consistency():
+    card = small_card()
+    with pytest.raises(MISSUError, match="label values must be unique"):
+        ModelCard.from_dict({**card.to_dict(), "labels": [card.labels[0].__dict__ | {"value": 0}]})

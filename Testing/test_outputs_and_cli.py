@@ -1,0 +1,150 @@
+"""Outputs as users open them (slicerio, Slicer's MRML), the batch CLI and `missu evaluate`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from conftest import shared_data
+from missu.cli import main
+from missu.data.geometry import LPS_TO_RAS, array_xyz, ras_affine
+from missu.evaluation import case_metrics
+
+BRATS_LABELS = ((1, "necrosis"), (2, "edema"), (4, "enhancing tumor"))
+
+
+def _labels_image(reference: sitk.Image, values=(1, 2, 4)) -> sitk.Image:
+    array = np.zeros(reference.GetSize(), np.uint8)
+    for n, value in enumerate(values):
+        array[2 + 4 * n : 5 + 4 * n, 3:9, 2:6] = value
+    image = sitk.GetImageFromArray(array.transpose(2, 1, 0).copy())
+    image.CopyInformation(reference)
+    return image
+
+
+def test_seg_nrrd_reads_back_in_slicerio_and_mrml(tmp_path):
+    from conftest import small_card
+    from missu.data.segfile import write_seg_nrrd
+
+    card = small_card(labels=BRATS_LABELS)
+    reference = sitk.Image([20, 16, 12], sitk.sitkFloat32)
+    reference.SetSpacing((0.9, 1.1, 2.0))
+    reference.SetOrigin((10.0, -20.0, 5.0))
+    reference.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    labels = _labels_image(reference)
+    path = tmp_path / "brats.seg.nrrd"
+    write_seg_nrrd(labels, card, path)
+
+    seg = slicerio.read_segmentation(str(path))
+    assert [s["name"] for s in seg["segments"]] == ["necrosis", "edema", "enhancing tumor"]
+    assert [s["labelValue"] for s in seg["segments"]] == [1, 2, 4]
+    assert seg["segments"][1]["terminology"]["type"] == ["SCT", "79654002", "Edema"]
+    assert seg["segments"][2]["terminology"]["typeModifier"] == ["SCT", "36692007", "Enhancing"]
+    np.testing.assert_allclose(seg["ijkToLPS"], LPS_TO_RAS @ ras_affine(reference), atol=1e-6)
+    np.testing.assert_array_equal(seg["voxels"], array_xyz(labels))
+
+    from slicer import vtkMRMLScene
+
+    scene = vtkMRMLScene()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node)
+    segmentation = node.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["necrosis", "edema", "enhancing tumor"]
+    edema = segmentation.GetNthSegment(1)
+    assert np.allclose(edema.GetColor(), card.labels[1].color)
+    assert "79654002" in edema.GetTerminology()
+
+
+def test_batch_cli_with_one_broken_case(make_bundle, phantom, tmp_path, capsys):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("a", "b"):
+        path, _ = phantom(f"{name}.nii.gz")
+        path.rename(cases / path.name)
+    (cases / "broken.nii.gz").write_bytes(b"truncated")
+    out = tmp_path / "out"
+    code = main(["segment", "--model", str(make_bundle()), "--batch", str(cases), "--output", str(out),
+                 "--label-out", str(tmp_path / "labels"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    failures = [line for line in captured.err.splitlines() if "failed" in line]
+    assert len(failures) == 1 and "case broken failed" in failures[0] and "broken.nii.gz" in failures[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a.seg.nrrd", "b.seg.nrrd"]
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["a.nii.gz", "b.nii.gz"]
+    summaries = [json.loads(line) for line in captured.out.splitlines()]
+    assert [s["case"] for s in summaries] == ["a", "b"] and "ml" in summaries[0]["volumes"]["left atrium"]
+
+
+def test_csv_batch_matches_channels_by_column(make_bundle, phantom, tmp_path):
+    flair, _ = phantom("case1_flair.nii.gz")
+    t1c, _ = phantom("case1_t1c.nii.gz")
+    table = tmp_path / "cases.csv"
+    table.write_text(f"case,t1c,flair\ncase1,{t1c.name},{flair.name}\n")
+    bundle = make_bundle(in_channels=2, labels=((1, "edema"),))
+    assert main(["segment", "--model", str(bundle), "--batch", str(table), "--output", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "case1.seg.nrrd").is_file()
+
+
+def test_case_metrics_against_known_overlap():
+    from conftest import small_card
+
+    card = small_card(labels=BRATS_LABELS, regions={"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)})
+    reference = sitk.Image([20, 16, 12], sitk.sitkUInt8)
+    truth = _labels_image(reference)
+    shifted = sitk.GetImageFromArray(np.roll(array_xyz(truth), 1, axis=0).transpose(2, 1, 0).copy())
+    shifted.CopyInformation(reference)
+    same = case_metrics(truth, truth, card)
+    assert all(m["dice"] == 1.0 and m["hd95"] == 0.0 for m in same.values())
+    moved = case_metrics(shifted, truth, card)
+    assert moved["edema"]["dice"] == pytest.approx(2 * 2 / 6)  # 3 voxels wide, shifted by one
+    assert moved["edema"]["jaccard"] == pytest.approx(2 / 4)
+    swapped_array = array_xyz(truth).copy()
+    swapped_array[array_xyz(truth) == 1], swapped_array[array_xyz(truth) == 2] = 2, 1
+    swapped = sitk.GetImageFromArray(swapped_array.transpose(2, 1, 0).copy())
+    swapped.CopyInformation(reference)
+    regions = case_metrics(swapped, truth, card)
+    assert regions["necrosis"]["dice"] == 0 and regions["WT"]["dice"] == 1.0  # regions are unions of labels
+    assert regions["ET"]["dice"] == 1.0 and 0 < regions["TC"]["dice"] < 1
+
+
+def test_segment_real_cases_keeps_geometry_and_names(make_bundle, tmp_path):
+    """Done-when of the engine: real LA and 4-modality BraTS cases give a .seg.nrrd on the input's grid."""
+    la = shared_data("la2018/imagesTr/la_06SR5RBREL16DQ6M8LWS.nii.gz")
+    out = tmp_path / "la.seg.nrrd"
+    assert main(["segment", "--model", str(make_bundle("la", spacing=(1.25, 1.25, 1.25))), "--input", str(la),
+                 "--output", str(out)]) == 0
+    seg, source = slicerio.read_segmentation(str(out)), sitk.ReadImage(str(la))
+    assert seg["voxels"].shape == source.GetSize() and seg["segments"][0]["name"] == "left atrium"
+    np.testing.assert_allclose(seg["ijkToLPS"], LPS_TO_RAS @ ras_affine(source), atol=1e-6)
+
+    folder = shared_data("brats-tcga-4mod/TCGA-DU-7294")
+    files = {m: str(folder / f"TCGA-DU-7294_{m}_bet.nii.gz") for m in ("t1", "t1c", "t2", "fla")}
+    bundle = make_bundle("brats", in_channels=4, labels=BRATS_LABELS, roi=(64, 64, 64), overlap=0.0)
+    out = tmp_path / "brats.seg.nrrd"
+    given = [f"flair={files['fla']}", f"t1c={files['t1c']}", f"t1={files['t1']}", f"t2={files['t2']}"]
+    assert main(["segment", "--model", str(bundle), "--input", *given, "--output", str(out)]) == 0
+    seg = slicerio.read_segmentation(str(out))
+    assert seg["voxels"].shape == (240, 240, 155)
+    assert [s["name"] for s in seg["segments"]] == ["necrosis", "edema", "enhancing tumor"]
+
+
+def test_evaluate_prints_the_metrics_table(make_bundle, phantom, tmp_path, capsys):
+    image, cube = phantom("img.nii.gz")
+    label = sitk.GetImageFromArray(cube.astype(np.uint8).transpose(2, 1, 0).copy())
+    label.CopyInformation(sitk.ReadImage(str(image)))
+    sitk.WriteImage(label, str(tmp_path / "lab.nii.gz"))
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({"labels": {"0": "background", "1": "left atrium"},
+                                   "training": [{"image": "img.nii.gz", "label": "lab.nii.gz"}]}))
+    assert main(["evaluate", "--model", str(make_bundle()), "--dataset", str(dataset), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["mean"]["left atrium"]) == {"dice", "jaccard", "hd95", "asd", "hd95_mm", "asd_mm"}
+    assert main(["evaluate", "--model", str(make_bundle("b2")), "--dataset", str(dataset)]) == 0
+    assert "mean of 1" in capsys.readouterr().out
