@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import MISSUError
-from . import evaluate, info, segment, train
+from . import dataset, evaluate, info, segment, train
 
-COMMANDS = (segment, evaluate, train, info)
+COMMANDS = (segment, evaluate, train, dataset, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

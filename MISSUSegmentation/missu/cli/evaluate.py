@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.datasets import load_cases
+from ..data.datasets import dataset_info, load_cases, remap_labels
 from ..data.images import read_image
 from ..evaluation import case_metrics, summarize
 from ..inference import Segmenter
@@ -37,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     card = segmenter.card
     only = card.provenance.get("validation_cases") if args.validation_only else None
     cases = load_cases(args.dataset, key=args.key, only=only)
+    label_map = dataset_info(args.dataset).label_map
     per_case = {}
     for case in tqdm(cases, desc="evaluate", unit="case", disable=None, file=sys.stderr):
         result = segmenter.segment_files(case.images)
-        per_case[case.name] = case_metrics(result.labels, read_image(case.label, label=True), card)
+        truth = remap_labels(read_image(case.label, label=True), label_map)
+        per_case[case.name] = case_metrics(result.labels, truth, card)
     summary = summarize(per_case)
     if args.json:
         print(json.dumps({"model": card.name, "dataset": str(args.dataset), "cases": per_case, "mean": summary}, indent=2))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from monai.data import load_decathlon_datalist
 
 from ..errors import MISSUError
@@ -47,19 +48,39 @@ def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence
     return cases
 
 
-def dataset_labels(dataset: str | os.PathLike) -> tuple[dict[int, str], list[str]]:
-    """Declared ``labels`` (value -> name, background excluded) and ``modality`` names of a dataset.json."""
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset.json declares besides its cases.
+
+    ``labels``: value -> name (background excluded); ``channels``: modality names in order; ``regions``
+    (optional ``"regions"`` key): reported region -> label values; ``label_map`` (optional ``"label_map"``
+    key): raw value in the files -> declared value (e.g. BraTS 2015 non-enhancing 3 -> necrosis 1).
+    """
+
+    labels: dict[int, str]
+    channels: list[str]
+    regions: dict[str, tuple[int, ...]]
+    label_map: dict[int, int]
+
+
+def dataset_info(dataset: str | os.PathLike) -> DatasetInfo:
     meta = json.loads(Path(dataset).read_text())
     labels = {int(k): str(v) for k, v in meta.get("labels", {}).items() if int(k) != 0}
-    modality = meta.get("modality", {"0": "image"})
-    channels = [str(modality[k]) for k in sorted(modality, key=int)]
     if not labels:
         raise MISSUError(f"{dataset}: declares no foreground 'labels'")
-    return labels, channels
+    modality = meta.get("modality", {"0": "image"})
+    return DatasetInfo(
+        labels=labels,
+        channels=[str(modality[k]) for k in sorted(modality, key=int)],
+        regions={k: tuple(int(v) for v in vs) for k, vs in meta.get("regions", {}).items()},
+        label_map={int(k): int(v) for k, v in meta.get("label_map", {}).items()},
+    )
 
 
 def check_case(case: Case, label_values: Sequence[int]) -> str | None:
-    """Why ``case`` cannot be used for training (missing, unreadable, mismatched, undeclared labels), or None."""
+    """Why ``case`` cannot be used for training (missing, unreadable, mismatched, undeclared labels), or None.
+
+    ``label_values``: every raw value the label files may hold (declared and remapped ones)."""
     if case.label is None:
         return "no label"
     try:
@@ -73,3 +94,10 @@ def check_case(case: Case, label_values: Sequence[int]) -> str | None:
     if undeclared := found - set(label_values):
         return f"{case.label}: label values {sorted(undeclared)} are not declared in the dataset"
     return None
+
+
+def remap_labels(label: sitk.Image, label_map: dict[int, int]) -> sitk.Image:
+    """Apply a dataset's ``label_map`` (raw value -> declared value) to a label image."""
+    if not label_map:
+        return label
+    return sitk.ChangeLabel(label, changeMap={float(k): float(v) for k, v in label_map.items()})

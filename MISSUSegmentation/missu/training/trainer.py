@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from monai.data import CacheDataset, DataLoader
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric
+from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from monai.transforms import (
     Compose,
@@ -35,7 +35,7 @@ from torch.utils.data import DistributedSampler
 from .. import __version__
 from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle, save_bundle
 from ..bundle.terminology import label_for
-from ..data.datasets import Case, check_case, dataset_labels, load_cases
+from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.transforms import LoadCased, preprocessing
 from ..errors import MISSUError
 from ..network import MISSULoss, build_model, preset_config
@@ -61,12 +61,22 @@ class Progress:
 
 
 class Stop:
-    """SIGTERM/SIGINT set a flag; the loop checkpoints and leaves at the next step boundary."""
+    """While active, SIGTERM/SIGINT set a flag; the loop checkpoints and leaves at the next step boundary."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+        self._previous: dict = {}
+
+    def __enter__(self) -> Stop:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
@@ -100,9 +110,9 @@ def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case]
     return train, val
 
 
-def _draft_card(dataset: Path, recipe: Recipe, init: ModelCard | None) -> ModelCard:
+def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCard | None) -> ModelCard:
     """The card the exported bundle will carry (labels, inputs and pre-processing from data and recipe)."""
-    labels, channels = dataset_labels(dataset)
+    labels, channels = info.labels, info.channels
     if init is not None:
         if [lab.value for lab in init.labels] != sorted(labels) or len(init.inputs) != len(channels):
             raise MISSUError(
@@ -129,6 +139,7 @@ def _draft_card(dataset: Path, recipe: Recipe, init: ModelCard | None) -> ModelC
         network=network,
         inputs=inputs,
         labels=tuple(label_for(v, labels[v]) for v in sorted(labels)),
+        regions=info.regions,
         spacing=recipe.spacing,
         normalization=recipe.normalization,
         foreground_crop=recipe.foreground_crop,
@@ -136,12 +147,14 @@ def _draft_card(dataset: Path, recipe: Recipe, init: ModelCard | None) -> ModelC
     )
 
 
-def _transforms(card: ModelCard, recipe: Recipe) -> tuple[Compose, Compose]:
+def _transforms(card: ModelCard, info: DatasetInfo, recipe: Recipe) -> tuple[Compose, Compose]:
     roi = card.roi_size
+    to_class = {value: index for index, value in enumerate(card.class_values)}
+    raw = {**to_class, **{raw: to_class[value] for raw, value in info.label_map.items()}}
     load = [
         LoadCased(),
         *preprocessing(card, label_key="label"),
-        MapLabelValued("label", orig_labels=card.class_values, target_labels=list(range(len(card.class_values)))),
+        MapLabelValued("label", orig_labels=list(raw), target_labels=list(raw.values())),
     ]
     augment = [
         SpatialPadd(["image", "label"], spatial_size=roi),
@@ -169,12 +182,14 @@ class Trainer:
         self.rank, self.world, local_rank = _distributed()
         self.main = self.rank == 0
         self.run_dir, self.recipe, self.dataset = Path(run_dir), recipe, Path(dataset)
-        if resume and not (self.run_dir / "checkpoints" / "last.pt").is_file():
-            raise MISSUError(f"{self.run_dir}: no checkpoints/last.pt to resume from")
-        if not resume and (self.run_dir / "checkpoints").exists():
-            raise MISSUError(f"{self.run_dir}: holds an earlier run; pass --resume, or choose another --output")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+        if self.main:
+            if resume and not (self.run_dir / "checkpoints" / "last.pt").is_file():
+                raise MISSUError(f"{self.run_dir}: no checkpoints/last.pt to resume from")
+            if not resume and (self.run_dir / "checkpoints").exists():
+                raise MISSUError(f"{self.run_dir}: holds an earlier run; pass --resume, or choose another --output")
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if self.world > 1:
+            dist.barrier()
         self.events = EventStream(self.run_dir, enabled=self.main)
         self.log = self.events.log
         if device == "auto":
@@ -186,8 +201,9 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
 
         init_bundle = load_bundle(resolve_bundle(init)) if init else None
-        self.card = _draft_card(self.dataset, recipe, init_bundle.card if init_bundle else None)
-        label_values = [lab.value for lab in self.card.labels]
+        self.info = dataset_info(self.dataset)
+        self.card = _draft_card(self.dataset, self.info, recipe, init_bundle.card if init_bundle else None)
+        label_values = [lab.value for lab in self.card.labels] + list(self.info.label_map)
         usable, self.skipped = [], {}
         for case in load_cases(self.dataset):
             if (reason := check_case(case, label_values)) is None:
@@ -228,7 +244,7 @@ class Trainer:
         if resume:
             self._restore(load_checkpoint(self.run_dir / "checkpoints" / "last.pt"))
 
-        train_tf, self.val_tf = _transforms(self.card, recipe)
+        train_tf, self.val_tf = _transforms(self.card, self.info, recipe)
         self.train_ds = CacheDataset(
             _as_dicts(self.train_cases), train_tf, cache_rate=recipe.cache_rate, num_workers=None, progress=False
         )
@@ -309,18 +325,19 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Mean Dice per label over this rank's validation cases, reduced across ranks."""
         self.model.eval()
-        metric = DiceMetric(include_background=False, reduction="sum_batch", ignore_empty=False)
         classes = len(self.card.class_values)
-        for item in self.val_ds:
+        stats = torch.zeros(classes, device=self.device)  # per-label Dice sums, then the case count
+        for index in range(len(self.val_ds)):  # (iterating an empty MONAI dataset divides by zero)
+            item = self.val_ds[index]
             image = item["image"].as_tensor()[None].to(self.device)
             with self._autocast():
                 logits = sliding_window_inference(
                     image, self.card.roi_size, 2, self.model, overlap=self.card.overlap, mode="gaussian"
                 )
             prediction = one_hot(logits.float().argmax(1, keepdim=True), classes)
-            metric(prediction, one_hot(item["label"].as_tensor()[None].to(self.device).long(), classes))
-        totals = metric.aggregate() if len(self.val_ds) else torch.zeros(classes - 1, device=self.device)
-        stats = torch.cat([totals.float().reshape(-1).to(self.device), torch.tensor([len(self.val_ds)], device=self.device, dtype=torch.float)])
+            truth = one_hot(item["label"].as_tensor()[None].to(self.device).long(), classes)
+            stats[:-1] += compute_dice(prediction, truth, include_background=False, ignore_empty=False)[0]
+            stats[-1] += 1
         if self.world > 1:
             dist.all_reduce(stats)
         count = max(stats[-1].item(), 1)
@@ -329,8 +346,11 @@ class Trainer:
 
     def run(self) -> Path | None:
         """Train to ``recipe.epochs``; returns the exported bundle, or None when stopped by a signal."""
+        with Stop() as stop:
+            return self._run(stop)
+
+    def _run(self, stop: Stop) -> Path | None:
         recipe, p = self.recipe, self.progress
-        stop = Stop()
         steps = math.ceil(len(self.train_ds) / self.world / recipe.batch_size)
         self.events.emit(
             "start", run_dir=str(self.run_dir), preset=self.card.preset, epochs=recipe.epochs, steps_per_epoch=steps,

@@ -1,0 +1,193 @@
+"""missu train: real-data smoke run, the JSON event stream, cancel/kill and resume, bad cases, torchrun DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import shared_data
+from missu.bundle import load_bundle
+from missu.cli import main
+from missu.training.checkpoint import load_checkpoint
+
+RECIPE = """\
+preset: missu-small
+epochs: 2
+batch_size: 1
+crops_per_volume: 1
+roi_size: [32, 32, 24]
+spacing: [2.5, 2.5, 2.5]
+val_fraction: 0.34
+log_every: 1
+seed: 7
+"""
+LA_CASES = ["la_06SR5RBREL16DQ6M8LWS", "la_0RZDK210BSMWAA6467LU", "la_1D7CUD1955YZPGK8XHJX"]
+
+
+@pytest.fixture
+def tiny_la(tmp_path) -> tuple[Path, Path]:
+    """A three-case LA dataset (paths into ../shared/data) and a CPU-sized recipe."""
+    root = shared_data("la2018")
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({
+        "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "LGE-MRI"},
+        "training": [{"image": str(root / f"imagesTr/{c}.nii.gz"), "label": str(root / f"labelsTr/{c}.nii.gz")}
+                     for c in LA_CASES],
+    }))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE)
+    return dataset, recipe
+
+
+def _train(dataset, recipe, run_dir, *extra, stop_when=None, sig=signal.SIGTERM, env_extra=None):
+    """Run ``missu train`` as the Slicer panel does (a subprocess); returns (return code, events)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    command = [sys.executable, "-m", "missu", "train", "--dataset", str(dataset), "--config", str(recipe),
+               "--output", str(run_dir), *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    events, sent = [], False
+    for line in process.stdout:
+        events.append(json.loads(line))  # every stdout line is one JSON object
+        if stop_when and not sent and stop_when(events[-1]):
+            process.send_signal(sig)
+            sent = True
+    process.wait(timeout=600)
+    stderr = process.stderr.read()
+    assert (run_dir / "train.log").is_file() or process.returncode, stderr
+    return process.returncode, events, stderr
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def test_smoke_run_on_real_data_and_event_stream(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    run_dir = tmp_path / "run"
+    code, events, stderr = _train(dataset, recipe, run_dir, "--epochs", "1")
+    assert code == 0, stderr
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "finished"
+    assert {"iteration", "epoch", "validation", "checkpoint"} <= set(kinds)
+    start = events[0]
+    assert start["train_cases"] == 2 and start["val_cases"] == 1 and start["epochs"] == 1
+    iteration = next(e for e in events if e["event"] == "iteration")
+    assert {"loss", "eta_s", "step", "steps", "parts"} <= set(iteration) and "distill" in iteration["parts"]
+    validation = next(e for e in events if e["event"] == "validation")
+    assert 0 <= validation["dice"]["left atrium"] <= 1
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert "epoch 1/1" in (run_dir / "train.log").read_text()
+
+    bundle = load_bundle(events[-1]["bundle"])
+    assert not any(k.startswith("distill.") for k in bundle.state_dict)
+    assert bundle.card.labels[0].type[1] == "82471001"  # left atrium terminology
+    assert bundle.card.provenance["validation_cases"] and bundle.card.provenance["metrics"]["validation_dice"]
+    out = tmp_path / "case.seg.nrrd"
+    image = shared_data(f"la2018/imagesTr/{LA_CASES[0]}.nii.gz")
+    assert main(["segment", "--model", events[-1]["bundle"], "--input", str(image), "--output", str(out)]) == 0
+
+
+def test_cancel_then_resume_equals_uninterrupted(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    code, _, stderr = _train(dataset, recipe, tmp_path / "straight")
+    assert code == 0, stderr
+
+    stopped = tmp_path / "stopped"
+    code, events, stderr = _train(dataset, recipe, stopped,
+                                  stop_when=lambda e: e["event"] == "iteration" and e["global_step"] == 1)
+    assert code == 0, stderr
+    assert events[-1]["event"] == "cancelled" and events[-1]["step_in_epoch"] >= 1
+    assert not (stopped / "bundle").exists()
+
+    code, events, stderr = _train(dataset, recipe, stopped, "--resume")
+    assert code == 0, stderr
+    assert events[0]["resumed"] and events[-1]["event"] == "finished"
+    straight, resumed = _weights(tmp_path / "straight"), _weights(stopped)
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    run_dir = tmp_path / "run"
+    code, events, _ = _train(dataset, recipe, run_dir, sig=signal.SIGKILL,
+                             stop_when=lambda e: e["event"] == "iteration" and e["epoch"] == 2)
+    assert code == -signal.SIGKILL
+    assert not list((run_dir / "checkpoints").glob(".partial-*"))
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["epoch"] == 1
+    code, events, stderr = _train(dataset, recipe, run_dir, "--resume")
+    assert code == 0, stderr
+    assert events[0]["epoch"] == 1 and events[-1]["event"] == "finished"
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [2]
+
+
+def test_bad_cases_are_listed_and_skipped(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    data = json.loads(dataset.read_text())
+    root = shared_data("la2018")
+    (tmp_path / "corrupt.nii.gz").write_bytes(b"not a volume")
+    data["training"] += [
+        {"image": str(tmp_path / "absent.nii.gz"), "label": str(root / f"labelsTr/{LA_CASES[0]}.nii.gz")},
+        {"image": str(tmp_path / "corrupt.nii.gz"), "label": str(root / f"labelsTr/{LA_CASES[0]}.nii.gz")},
+        {"image": str(root / f"imagesTr/{LA_CASES[0]}.nii.gz"), "label": str(root / f"labelsTr/{LA_CASES[1]}.nii.gz")},
+    ]
+    dataset.write_text(json.dumps(data))
+    code, events, stderr = _train(dataset, recipe, tmp_path / "run", "--epochs", "1")
+    assert code == 0, stderr
+    skipped = events[0]["skipped"]
+    assert len(skipped) == 3, skipped
+    assert "no such file" in skipped["absent"] and "cannot read image" in skipped["corrupt"]
+    assert any("label grid" in reason for reason in skipped.values())
+    assert "skipping case absent" in stderr
+
+
+def test_errors_are_events_with_a_message(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    code, events, _ = _train(dataset, recipe, tmp_path / "run", "--resume")
+    assert code == 1
+    assert events == [{"event": "error", "message": f"{tmp_path / 'run'}: no checkpoints/last.pt to resume from"}]
+
+
+def test_import_brats_both_conventions_and_skips(tmp_path, capsys):
+    folder = shared_data("brats2015-deepmedic/train")
+    assert main(["dataset", "import-brats", str(folder), "--output", str(tmp_path / "d.json"),
+                 "--modalities", "flair", "t1c", "--map", "3:1"]) == 0
+    data = json.loads((tmp_path / "d.json").read_text())
+    assert data["modality"] == {"0": "flair", "1": "t1c"} and data["label_map"] == {"3": 1}
+    assert data["regions"] == {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]} and len(data["training"]) == 2
+    tiny = shared_data("brats19-tiny")
+    assert main(["dataset", "import-brats", str(tiny), "--output", str(tmp_path / "t.json")]) == 1
+    assert "label values [3] not in convention 124" in capsys.readouterr().err
+    assert main(["dataset", "import-brats", str(tiny), "--output", str(tmp_path / "t.json"), "--labels", "123"]) == 1
+    assert "label values [4] not in convention 123" in capsys.readouterr().err  # its blurred labels hold 3 and 4
+    assert main(["dataset", "import-brats", str(tiny), "--output", str(tmp_path / "t.json"), "--map", "3:1"]) == 0
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["labels"]["4"] == "enhancing tumor" and data["regions"]["ET"] == [4]
+    assert len(data["training"][0]["image"]) == 4 and data["training"][0]["image"][1].endswith("t1post.nii.gz")
+
+
+def test_torchrun_two_gloo_processes(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    run_dir = tmp_path / "ddp"
+    torchrun = shutil.which("torchrun") or pytest.skip("torchrun not on PATH")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "missu", "train", "--dataset", str(dataset),
+         "--config", str(recipe), "--output", str(run_dir), "--epochs", "1", "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event"] for e in events].count("start") == 1, "only rank 0 reports"
+    assert events[0]["world_size"] == 2
+    # two training cases over two ranks: one step each per epoch
+    assert events[0]["steps_per_epoch"] == 1
+    assert events[-1]["event"] == "finished" and load_bundle(events[-1]["bundle"])
