@@ -9,6 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "MISSUSegmentation"  # the Slicer module and its Qt-free helpers
 SHARED_DATA = Path(os.environ.get("MISSU_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -95,3 +96,24 @@ class ThresholdNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.ones_like(x[:, :1]), x[:, :1]], dim=1) * 10
+
+
+@pytest.fixture
+def mrml_scene():
+    """A real MRML scene (slicer-core wheel) with the segmentations logic, as Slicer sets it up."""
+    import sys
+
+    slicer = pytest.importorskip("slicer")
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    app_logic.SetMRMLScene(scene)
+    segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentations.SetMRMLScene(scene)
+    segmentations.SetMRMLApplicationLogic(app_logic)
+    app_logic.SetModuleLogic("Segmentations", segmentations)
+    previous = getattr(slicer, "mrmlScene", None)
+    slicer.mrmlScene = scene
+    yield scene
+    slicer.mrmlScene = previous

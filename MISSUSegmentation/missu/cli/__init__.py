@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -28,4 +29,6 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("MISSU_DEBUG"):
             raise
         print(f"missu {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
         return 1

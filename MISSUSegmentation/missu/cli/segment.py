@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="average the 8 flips (slower, a little more accurate)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the card's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--json", action="store_true", help="print the per-case summary as JSON lines")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout: progress, per-case summary, errors")
     p.set_defaults(func=run)
 
 
@@ -51,7 +51,7 @@ def _segment_case(segmenter: Segmenter, case: str, inputs: list[str], outputs: d
         write_image(result.labels, outputs["labels"], args.overwrite)
     if outputs.get("uncertainty"):
         write_image(result.uncertainty, outputs["uncertainty"], args.overwrite)
-    print(json.dumps({"case": case, "seconds": round(result.seconds, 2), "volumes": result.volumes})
+    print(json.dumps({"event": "case", "case": case, "seconds": round(result.seconds, 2), "volumes": result.volumes})
           if args.json else _summary_line(case, result))
     return result.volumes
 
@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.output.name.endswith(".seg.nrrd"):
             raise MISSUError(f"{args.output}: the segmentation output must end in .seg.nrrd")
         outputs = {"segmentation": args.output, "labels": args.label_out, "uncertainty": args.uncertainty_out}
+        if args.json:  # machine-readable progress for the Slicer panel, one JSON event per line
+            def progress(fraction: float, message: str) -> None:
+                print(json.dumps({"event": "progress", "fraction": round(fraction, 4), "message": message}), flush=True)
+            _segment_case(segmenter, args.output.name, args.input, outputs, args, progress)
+            return 0
         with tqdm(total=100, desc="segment", unit="%", disable=None, file=sys.stderr) as bar:
             def progress(fraction: float, message: str) -> None:
                 bar.update(round(fraction * 100) - bar.n)

@@ -1,0 +1,252 @@
+"""The Slicer layer, headless, on real MRML (slicer-core): Logic, node conversions, review loop, training
+launcher, and the consistency of the .ui, CMake and extension files."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import signal
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import MODULE_DIR, ROOT, ThresholdNet
+
+pytestmark = pytest.mark.usefixtures("mrml_scene")
+
+
+def _volume(scene, name, spacing=(0.8, 0.9, 1.5), rotate=30.0, size=(28, 36, 40), box=((6, 16), (8, 20), (10, 22))):
+    """A scalar volume node with oblique, anisotropic IJK-to-RAS and a bright box; returns (node, mask[k,j,i])."""
+    import slicer.util
+    import vtk
+
+    rng = np.random.default_rng(1)
+    array = rng.normal(10, 1, size).astype(np.float32)  # [k, j, i]
+    mask = np.zeros(size, bool)
+    mask[tuple(slice(a, b) for a, b in box)] = True
+    array[mask] = 100
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    slicer.util.updateVolumeFromArray(node, array)
+    c, s = np.cos(np.radians(rotate)), np.sin(np.radians(rotate))
+    matrix = np.array([[c, -s, 0, 12.0], [s, c, 0, -7.0], [0, 0, 1, 3.0], [0, 0, 0, 1]])
+    matrix[:3, :3] = matrix[:3, :3] * np.array(spacing)
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for col in range(4):
+            m.SetElement(r, col, matrix[r, col])
+    node.SetIJKToRASMatrix(m)
+    return node, mask
+
+
+def _logic(scene):
+    from MISSUSegmentation import MISSUSegmentationLogic
+
+    return MISSUSegmentationLogic(scene)
+
+
+def _threshold_segmenter(bundle):
+    from missu.inference import Segmenter
+
+    segmenter = Segmenter(bundle, device="cpu")
+    segmenter.model = ThresholdNet()
+    return segmenter
+
+
+def _segments(node):
+    seg = node.GetSegmentation()
+    return [seg.GetNthSegment(i) for i in range(seg.GetNumberOfSegments())]
+
+
+def test_segment_aligns_voxel_for_voxel_with_oblique_anisotropic_volume(mrml_scene, make_bundle):
+    from MISSUSegmentationLib import mrml
+
+    volume, mask = _volume(mrml_scene, "image")
+    logic = _logic(mrml_scene)
+    bundle = make_bundle()
+    segmentation = logic.segment([volume], model=_threshold_segmenter(bundle))
+    segments = _segments(segmentation)
+    assert [s.GetName() for s in segments] == ["left atrium"]
+    assert np.allclose(segments[0].GetColor(), (0.80, 0.36, 0.36))
+    assert "82471001" in segments[0].GetTerminology()
+    labels = mrml.segmentation_to_labels(mrml_scene, segmentation, volume, logic.modelCard(str(bundle)))
+    assert np.array_equal(sitk.GetArrayFromImage(labels) == 1, mask)
+    assert mrml.segment_volumes_ml(segmentation)["left atrium"] == pytest.approx(
+        mask.sum() * 0.8 * 0.9 * 1.5 / 1000, rel=1e-6
+    )
+
+
+def test_existing_segmentation_is_not_replaced_without_overwrite(mrml_scene, make_bundle):
+    from missu.errors import MISSUError
+
+    volume, _ = _volume(mrml_scene, "image")
+    logic = _logic(mrml_scene)
+    segmenter = _threshold_segmenter(make_bundle())
+    first = logic.segment([volume], model=segmenter)
+    with pytest.raises(MISSUError, match="already holds segments"):
+        logic.segment([volume], model=segmenter, outputSegmentation=first)
+    assert logic.segment([volume], model=segmenter, outputSegmentation=first, overwrite=True) is first
+
+
+def test_volume_under_linear_transform_is_segmented_in_world_space(mrml_scene, make_bundle):
+    import vtk
+
+    from MISSUSegmentationLib import mrml
+
+    volume, mask = _volume(mrml_scene, "image")
+    transform = mrml_scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    m = vtk.vtkMatrix4x4()
+    m.SetElement(0, 3, 25.0)
+    transform.SetMatrixTransformToParent(m)
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    assert mrml.ijk_to_world(volume)[0, 3] == pytest.approx(12.0 + 25.0)
+    segmentation = _logic(mrml_scene).segment([volume], model=_threshold_segmenter(make_bundle()))
+    assert segmentation.GetTransformNodeID() == transform.GetID()
+    labels = mrml.segmentation_to_labels(mrml_scene, segmentation, volume, _card())
+    assert np.array_equal(sitk.GetArrayFromImage(labels) == 1, mask)
+
+
+def _card():
+    from conftest import small_card
+
+    return small_card()  # the card make_bundle() uses
+
+
+def test_uncertainty_volume_and_multichannel_matching(mrml_scene, make_bundle):
+    bundle = make_bundle(in_channels=2, labels=((1, "edema"),))
+    t1c, _ = _volume(mrml_scene, "patient T1c")
+    flair, _ = _volume(mrml_scene, "patient_FLAIR")
+    logic = _logic(mrml_scene)
+    card = logic.modelCard(str(bundle))
+    matched = logic.matchInputVolumes(card)
+    assert matched == {0: flair, 1: t1c}
+    segmentation = logic.segment([matched[0], matched[1]], model=str(bundle), device="cpu", uncertainty=True)
+    assert [s.GetName() for s in _segments(segmentation)] == ["edema"]
+    assert mrml_scene.GetFirstNodeByName("patient_FLAIR uncertainty") is not None
+
+
+def test_seg_nrrd_written_by_mrml_reads_back(mrml_scene, make_bundle, tmp_path):
+    import slicerio
+
+    volume, mask = _volume(mrml_scene, "image")
+    segmentation = _logic(mrml_scene).segment([volume], model=_threshold_segmenter(make_bundle()))
+    storage = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(tmp_path / "saved.seg.nrrd"))
+    assert storage.WriteData(segmentation)
+    seg = slicerio.read_segmentation(str(tmp_path / "saved.seg.nrrd"))
+    assert [s["name"] for s in seg["segments"]] == ["left atrium"]
+    assert seg["segments"][0]["terminology"]["type"][1] == "82471001"
+    assert int(seg["voxels"].astype(bool).sum()) == int(mask.sum())
+
+
+def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle):
+    volume, mask = _volume(mrml_scene, "image")
+    logic = _logic(mrml_scene)
+    process, job = logic.startSegmentation([volume], str(make_bundle()), device="cpu")
+    code = process.wait(timeout=300)
+    events = process.poll()
+    for event in events:
+        job.update(event)
+    assert code == 0, job.error
+    assert any(e["event"] == "progress" for e in events) and job.fraction == 1.0
+    message = job.done(process)
+    assert "left atrium" in message and "mL" in message
+    assert [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
+
+
+def test_review_loop_writes_a_valid_training_case(mrml_scene, make_bundle, tmp_path):
+    from missu.data.datasets import check_case, load_cases
+
+    bundle = make_bundle()
+    volume, mask = _volume(mrml_scene, "patient 1")
+    logic = _logic(mrml_scene)
+    segmentation = logic.segment([volume], model=_threshold_segmenter(bundle))
+    folder = tmp_path / "reviewed"
+    assert logic.addReviewedCase([volume], segmentation, str(folder), model=str(bundle)) == "patient_1"
+    assert logic.addReviewedCase([volume], segmentation, str(folder), model=str(bundle)) == "patient_1_2"
+    dataset = json.loads((folder / "dataset.json").read_text())
+    assert dataset["labels"] == {"0": "background", "1": "left atrium"} and dataset["numTraining"] == 2
+    cases = load_cases(folder / "dataset.json")
+    assert [check_case(c, [1]) for c in cases] == [None, None]
+    label = sitk.ReadImage(cases[0].label)
+    assert np.array_equal(sitk.GetArrayFromImage(label) == 1, mask)
+
+
+def test_training_monitor_parses_a_recorded_stream():
+    from MISSUSegmentationLib.process import JsonProcess, TrainingMonitor
+
+    recorded = ROOT / "Testing" / "data" / "train_events.jsonl"
+    process = JsonProcess([sys.executable, "-c", f"print(open({str(recorded)!r}).read()); print('stray text')"])
+    assert process.wait(timeout=60) == 0
+    monitor = TrainingMonitor()
+    events = process.poll()
+    for event in events:
+        monitor.update(event)
+    assert events[-1] == {"event": "log", "message": "stray text"}
+    assert monitor.fraction == 1.0 and monitor.bundle == "/tmp/rec/bundle"
+    assert [e for e, _ in monitor.losses] == [1, 2] and len(monitor.dice) == 2
+    assert monitor.done(process).startswith("finished: best validation Dice")
+
+
+def test_stop_sends_sigterm_to_the_process_tree():
+    from MISSUSegmentationLib.process import JsonProcess
+
+    script = ("import signal, sys, time, json\n"
+              "signal.signal(signal.SIGTERM, lambda *a: (print(json.dumps({'event': 'cancelled', 'epoch': 0})), "
+              "sys.exit(0)))\nprint(json.dumps({'event': 'start'}), flush=True)\ntime.sleep(60)\n")
+    process = JsonProcess([sys.executable, "-c", script])
+    while not process.poll() and process.running:
+        pass
+    process.stop()
+    assert process.wait(timeout=30) == 0
+    assert process.poll() == [{"event": "cancelled", "epoch": 0}]
+
+
+# -- static consistency of the module's files ---------------------------------------------------------
+
+
+def _ui():
+    return ET.parse(MODULE_DIR / "Resources" / "UI" / "MISSUSegmentation.ui").getroot()
+
+
+def test_ui_file_has_every_widget_the_code_uses():
+    names = {w.get("name") for w in _ui().iter("widget")}
+    source = (MODULE_DIR / "MISSUSegmentation.py").read_text()
+    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    used |= {f"{prefix}{i}" for prefix in ("inputLabel", "inputVolume") for i in range(4)}  # looked up by name
+    assert used - names == set()
+
+
+def test_ui_parameter_bindings_match_the_parameter_node():
+    tree = ast.parse((MODULE_DIR / "MISSUSegmentation.py").read_text())
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "MISSUSegmentationParameterNode")
+    fields = {s.target.id for s in node.body if isinstance(s, ast.AnnAssign)}
+    bound = {w.find("./property[@name='SlicerParameterName']/string").text
+             for w in _ui().iter("widget") if w.find("./property[@name='SlicerParameterName']") is not None}
+    assert bound == fields
+
+
+def test_cmake_lists_every_module_file():
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r"^\s+([\w/.-]+\.(?:py|ui|png|json|yaml|safetensors))\s*$", cmake, re.M))
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=MODULE_DIR,
+                             capture_output=True, text=True, check=True).stdout.split()
+    on_disk = {f for f in tracked if f.endswith((".py", ".ui", ".png", ".json", ".yaml", ".safetensors"))}
+    assert listed == on_disk, {"not listed": sorted(on_disk - listed), "missing": sorted(listed - on_disk)}
+
+
+def test_extension_description_files_agree():
+    s4ext = dict(line.split(" ", 1) for line in (ROOT / "MISSU.s4ext").read_text().splitlines()
+                 if line.strip() and not line.startswith("#"))
+    for key in ("scm", "scmurl", "scmrevision", "depends", "build_subdirectory", "homepage", "contributors",
+                "category", "iconurl", "status", "description", "screenshoturls", "enabled", "tier"):
+        assert key in s4ext, key
+    index = json.loads((ROOT / "MISSU.json").read_text())
+    assert index["scm_url"] == s4ext["scmurl"].strip() and index["category"] == s4ext["category"].strip()
+    top = (ROOT / "CMakeLists.txt").read_text()
+    assert "add_subdirectory(MISSUSegmentation)" in top and 'EXTENSION_DEPENDS "PyTorch"' in top
+    assert s4ext["depends"].strip() == "PyTorch"
