@@ -8,9 +8,9 @@ import os
 import sys
 
 from ..errors import MISSUError
-from . import dataset, evaluate, info, segment, train
+from . import dataset, evaluate, export, info, segment, train
 
-COMMANDS = (segment, evaluate, train, dataset, info)
+COMMANDS = (segment, evaluate, train, export, dataset, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,6 +57,12 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cpu_has_amx() -> bool:
+    """Intel AMX tiles: bf16 convolutions run about twice as fast as float32 there (benchmarks/results)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
 def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
     """How many windows MONAI's sliding window visits (it pads images smaller than the window)."""
     size = [max(s, r) for s, r in zip(shape, roi)]
@@ -77,16 +83,24 @@ class Segmenter:
         tta: bool = False,
         overlap: float | None = None,
         sw_batch_size: int | None = None,
+        foreground_crop: bool | None = None,
+        amp: bool = True,
     ):
+        """``overlap``, ``sw_batch_size`` and ``foreground_crop`` override the card's; ``amp`` allows
+        bf16/fp16 autocast (CUDA, and CPUs with AMX); ``amp=False`` computes in float32."""
         self.bundle = model if isinstance(model, Bundle) else load_bundle(resolve_bundle(model))
         self.card = self.bundle.card
+        if foreground_crop is not None:
+            self.card = self.card.with_changes(foreground_crop=foreground_crop)
+        self.amp = amp
         self.device = pick_device(device)
         self.model = self.bundle.build(self.device)
         self.tta = tta
         self.overlap = self.card.overlap if overlap is None else overlap
         if not 0 <= self.overlap < 1:
             raise MISSUError(f"overlap must be in [0, 1), got {self.overlap}")
-        self.sw_batch_size = sw_batch_size or self.card.sw_batch_size
+        # Batching windows pays on GPUs; on the CPU one window at a time is faster (benchmarks/results/cpu.md).
+        self.sw_batch_size = sw_batch_size or (self.card.sw_batch_size if self.device.type == "cuda" else 1)
         self.preprocess = Compose(preprocessing(self.card))
 
     # -- entry points -------------------------------------------------------------------------------------
@@ -151,9 +165,12 @@ class Segmenter:
             raise MISSUError(f"model {self.card.name} takes {len(wanted)} input(s) ({', '.join(wanted)}); got {given}")
 
     def _autocast(self):
-        if self.device.type == "cuda":
+        """bf16 (or fp16) on CUDA; bf16 on CPUs with AMX tiles, where it is faster; else float32."""
+        if self.amp and self.device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast("cuda", dtype=dtype)
+        if self.amp and self.device.type == "cpu" and cpu_has_amx():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     @torch.inference_mode()

@@ -39,6 +39,10 @@ class Recipe:
     scale_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     aux_weight: float = 0.5
     student: str = "decoder"
+    # Post-processing written into the exported card (see bundle/card.py).
+    keep_largest_component: bool = False
+    min_component_mm3: float = 0.0
+    small_label_fallback: dict[str, int] | None = None
     # Validation and bookkeeping.
     val_fraction: float = 0.2
     val_interval: int = 1
@@ -48,7 +52,7 @@ class Recipe:
     seed: int = 0
     cache_rate: float = 1.0
     num_workers: int = 0
-    amp: bool = True  # on CUDA only
+    amp: bool = True  # bf16/fp16 autocast on CUDA, bf16 on CPUs with AMX
 
     def __post_init__(self) -> None:
         for name in ("roi_size", "spacing", "scale_weights"):

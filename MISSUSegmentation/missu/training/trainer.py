@@ -33,15 +33,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from .. import __version__
-from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle, save_bundle
+from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle
 from ..bundle.terminology import label_for
+from ..data.brats import MODALITIES
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.transforms import LoadCased, preprocessing
 from ..errors import MISSUError
+from ..inference.engine import cpu_has_amx
 from ..network import MISSULoss, build_model, preset_config
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .curves import plot_curves
 from .events import EventStream
+from .export import export_run
 from .recipe import Recipe
 
 SPLIT_FILE = "split.json"
@@ -129,7 +132,9 @@ def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCar
     )
     single = len(channels) == 1
     inputs = tuple(
-        Channel("image" if single else name.lower(), name, aliases=(name.lower(),)) for name in channels
+        Channel("image" if single else name.lower(), name,
+                aliases=tuple(dict.fromkeys((name.lower(), *MODALITIES.get(name.lower(), ())))))
+        for name in channels
     )
     return ModelCard(
         name=dataset.parent.name,
@@ -144,6 +149,9 @@ def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCar
         normalization=recipe.normalization,
         foreground_crop=recipe.foreground_crop,
         overlap=recipe.overlap,
+        keep_largest_component=recipe.keep_largest_component,
+        min_component_mm3=recipe.min_component_mm3,
+        small_label_fallback=recipe.small_label_fallback,
     )
 
 
@@ -197,8 +205,10 @@ class Trainer:
         self.device = torch.device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.amp = recipe.amp and self.device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        # Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling) and on CPUs with AMX (bf16).
+        self.amp = recipe.amp and (self.device.type == "cuda" or cpu_has_amx())
+        cuda_fp16 = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.float16 if cuda_fp16 else torch.bfloat16
 
         init_bundle = load_bundle(resolve_bundle(init)) if init else None
         self.info = dataset_info(self.dataset)
@@ -238,7 +248,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: max(0.0, 1 - epoch / recipe.epochs) ** recipe.poly_power
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
         self.progress = Progress()
         self.resumed = resume
         if resume:
@@ -265,6 +275,17 @@ class Trainer:
             "rng": rng_state(),
             "card": self.card.to_json(),
             "recipe": json.dumps(self.recipe.to_dict()),
+            "provenance": json.dumps(self._provenance()),
+        }
+
+    def _provenance(self) -> dict[str, Any]:
+        return {
+            "data": {"dataset": str(self.dataset), "training_cases": len(self.train_cases),
+                     "skipped_cases": sorted(self.skipped)},
+            "validation_cases": [c.name for c in self.val_cases],
+            "training": {"preset": self.card.preset, "recipe": self.recipe.to_dict(), "device": str(self.device),
+                         "world_size": self.world, "machine": platform.platform(), "missu": __version__,
+                         "torch": torch.__version__},
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -389,6 +410,7 @@ class Trainer:
                       "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - epoch_start, 2)}
             self.events.emit("epoch", epochs=recipe.epochs, **record)
             self.log.info("epoch %d/%d loss %.4f (%.1f s)", p.epoch, recipe.epochs, record["loss"] or 0, record["seconds"])
+            best = False
             if p.epoch % recipe.val_interval == 0 or p.epoch == recipe.epochs:
                 dice = self.validate()
                 record["val_dice"] = dice
@@ -398,9 +420,9 @@ class Trainer:
                     p.best_dice, p.best_epoch = mean, p.epoch
                 self.events.emit("validation", epoch=p.epoch, dice=dice, mean_dice=mean, best=best)
                 self.log.info("validation Dice %s (mean %.4f%s)", dice, mean, ", best" if best else "")
-                if best:
-                    self._save("best")
             p.history.append(record)
+            if best:
+                self._save("best")
             self._save("last")
             if self.main:
                 plot_curves(p.history, self.run_dir / "curves.png")
@@ -422,27 +444,8 @@ class Trainer:
         return None
 
     def export(self) -> Path:
-        """The best checkpoint (or the last, before any validation) as a model bundle in ``RUN_DIR/bundle``."""
-        best = self.run_dir / "checkpoints" / "best.pt"
-        state = load_checkpoint(best)["model"] if best.is_file() else self.model.state_dict()
-        model = build_model(self.card.network)
-        model.load_state_dict(state)
-        best_record = next((r for r in self.progress.history if r["epoch"] == self.progress.best_epoch), {})
-        card = self.card.with_changes(
-            provenance={
-                "data": {"dataset": str(self.dataset), "training_cases": len(self.train_cases),
-                         "skipped_cases": sorted(self.skipped)},
-                "validation_cases": [c.name for c in self.val_cases],
-                "training": {"preset": self.card.preset, "recipe": self.recipe.to_dict(),
-                             "epochs": self.progress.epoch, "best_epoch": self.progress.best_epoch,
-                             "seconds": round(self.progress.seconds, 1), "device": str(self.device),
-                             "world_size": self.world, "machine": platform.platform(), "missu": __version__,
-                             "torch": torch.__version__},
-                "metrics": {"validation_dice": best_record.get("val_dice", {})},
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
-        return save_bundle(self.run_dir / "bundle", card, model.inference_state_dict(), overwrite=True)
+        """The best checkpoint as a model bundle in ``RUN_DIR/bundle``."""
+        return export_run(self.run_dir, self.run_dir / "bundle")
 
 
 def _as_dicts(cases: list[Case]) -> list[dict]:

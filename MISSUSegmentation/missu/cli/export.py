@@ -1,0 +1,26 @@
+"""``missu export``: a training run's best checkpoint as a model bundle (also while the run goes on)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..training.export import export_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a model bundle from a training run's best checkpoint")
+    p.add_argument("run_dir", type=Path, help="the run folder of `missu train`")
+    p.add_argument("--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("--name", help="model name in the card")
+    p.add_argument("--description", help="description in the card")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    changes = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
+    path = export_run(args.run_dir, args.output, half=args.half, overwrite=args.overwrite, card_changes=changes)
+    print(f"{path}: exported from {args.run_dir}")
+    return 0

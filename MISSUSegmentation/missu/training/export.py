@@ -1,0 +1,38 @@
+"""A run's best checkpoint (or its last, before any validation) as a model bundle."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..bundle import ModelCard, save_bundle
+from ..errors import MISSUError
+from ..network import build_model
+from .checkpoint import load_checkpoint
+
+
+def export_run(run_dir: Path, output: Path, half: bool = False, overwrite: bool = True,
+               card_changes: dict[str, Any] | None = None) -> Path:
+    """Write ``output`` from ``run_dir/checkpoints``: inference weights, and the card with provenance and
+    the validation metrics of the exported epoch. ``card_changes`` edit card fields (e.g. name, description)."""
+    run_dir = Path(run_dir)
+    best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
+    source = best if best.is_file() else last
+    if not source.is_file():
+        raise MISSUError(f"{run_dir}: no checkpoint to export")
+    state = load_checkpoint(source)
+    card = ModelCard.from_dict(json.loads(state["card"]), source=str(source))
+    progress = state["progress"]
+    history = json.loads(progress["history"])
+    record = next((r for r in history if r.get("epoch") == progress["best_epoch"]), {})
+    provenance = json.loads(state.get("provenance", "{}"))  # (runs started before provenance was stored)
+    provenance.setdefault("training", {}).update(epochs=progress["epoch"], best_epoch=progress["best_epoch"],
+                                  seconds=round(progress["seconds"], 1), checkpoint=source.name)
+    provenance["metrics"] = {"validation_dice": record.get("val_dice", {})}
+    provenance["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    card = card.with_changes(provenance=provenance, **(card_changes or {}))
+    model = build_model(card.network)
+    model.load_state_dict(state["model"])
+    return save_bundle(output, card, model.inference_state_dict(), half=half, overwrite=overwrite)
