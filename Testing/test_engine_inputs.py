@@ -112,3 +112,16 @@ def test_failed_write_keeps_the_previous_file(make_bundle, phantom, tmp_path, mo
     assert code == 1
     assert output.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bundle", "phantom.nii.gz", "result.seg.nrrd"])
+
+
+def test_device_choice_is_explicit():
+    import torch
+
+    from missu.devices import amp_dtype, pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(MISSUError, match="no CUDA GPU"):
+            pick_device("cuda")
+    assert amp_dtype(torch.device("cpu")) in (None, torch.bfloat16)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET

@@ -163,6 +163,10 @@ def test_import_brats_both_conventions_and_skips(tmp_path, capsys):
     data = json.loads((tmp_path / "d.json").read_text())
     assert data["modality"] == {"0": "flair", "1": "t1c"} and data["label_map"] == {"3": 1}
     assert data["regions"] == {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]} and len(data["training"]) == 2
+    from missu.data.datasets import load_cases
+
+    # every case's file is Flair_subtrMeanDivStd.nii.gz: cases are named by their folder instead
+    assert [c.name for c in load_cases(tmp_path / "d.json")] == ["brats_2013_pat0005_1", "brats_2013_pat0006_1"]
     tiny = shared_data("brats19-tiny")
     assert main(["dataset", "import-brats", str(tiny), "--output", str(tmp_path / "t.json")]) == 1
     assert "label values [3] not in convention 124" in capsys.readouterr().err

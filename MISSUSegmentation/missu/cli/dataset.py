@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="dataset tools")
     actions = p.add_subparsers(dest="action", required=True)
     brats = actions.add_parser("import-brats", help="dataset.json from per-case folders of BraTS files")
-    brats.add_argument("folder", type=Path)
+    brats.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="one or more BraTS-layout folders")
     brats.add_argument("--output", type=Path, help="dataset.json to write (default: FOLDER/dataset.json)")
     brats.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES),
                        help="channels to use, in this order (default: t1 t1c t2 flair)")
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         label_map = {int(a): int(b) for a, b in (item.split(":") for item in args.map)}
     except ValueError:
         raise MISSUError(f"--map takes RAW:VALUE pairs of integers, got {args.map}") from None
-    result = import_brats(args.folder, args.output, tuple(args.modalities), args.labels, label_map, args.overwrite)
+    result = import_brats(args.folders, args.output, tuple(args.modalities), args.labels, label_map, args.overwrite)
     for case, reason in result.skipped.items():
         print(f"skipped {case}: {reason}", file=sys.stderr)
     print(f"{result.dataset}: {result.cases} case(s), {len(result.skipped)} skipped")

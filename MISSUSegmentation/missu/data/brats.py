@@ -40,17 +40,20 @@ def _find(files: list[Path], tokens: tuple[str, ...]) -> list[Path]:
 
 
 def import_brats(
-    folder: str | os.PathLike,
+    folders: str | os.PathLike | list,
     output: str | os.PathLike | None = None,
     modalities: tuple[str, ...] = ("t1", "t1c", "t2", "flair"),
     convention: str = "124",
     label_map: dict[int, int] | None = None,
     overwrite: bool = False,
 ) -> Imported:
-    """Write ``dataset.json`` (default: inside ``folder``) listing every usable case; skipped ones with reasons."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MISSUError(f"{folder}: no such folder")
+    """Write ``dataset.json`` (default: inside the first folder) listing every usable case of the folders;
+    skipped ones with reasons."""
+    folders = [Path(f) for f in (folders if isinstance(folders, list) else [folders])]
+    for folder in folders:
+        if not folder.is_dir():
+            raise MISSUError(f"{folder}: no such folder")
+    folder = folders[0]
     if convention not in CONVENTIONS:
         raise MISSUError(f"label convention {convention!r}: choose one of {', '.join(CONVENTIONS)}")
     if unknown := set(modalities) - set(MODALITIES):
@@ -60,7 +63,8 @@ def import_brats(
     allowed = {0, *labels, *label_map}
     output = Path(output) if output else folder / "dataset.json"
     entries, skipped = [], {}
-    for case in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+    cases = [c for f in folders for c in [f, *sorted(p for p in f.rglob("*") if p.is_dir())]]
+    for case in cases:
         files = [f for f in sorted(case.iterdir()) if is_image(f)]
         if not files:
             continue
@@ -86,7 +90,8 @@ def import_brats(
         entries.append({"image": [rel(p) for p in paths[:-1]], "label": rel(label[0])})
     if not entries:
         reasons = "; ".join(f"{case}: {why}" for case, why in skipped.items())
-        raise MISSUError(f"{folder}: no usable BraTS case ({len(skipped)} skipped{': ' + reasons if reasons else ''})")
+        where = ", ".join(map(str, folders))
+        raise MISSUError(f"{where}: no usable BraTS case ({len(skipped)} skipped{': ' + reasons if reasons else ''})")
     et = max(labels)
     dataset = {
         "name": f"BraTS ({folder.name})",

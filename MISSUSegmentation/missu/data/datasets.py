@@ -36,10 +36,10 @@ def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence
         raise MISSUError(f"{dataset}: not valid JSON ({exc})") from None
     if key not in keys:
         raise MISSUError(f"{dataset}: has no '{key}' list (it has {', '.join(sorted(keys))})")
-    cases = []
-    for item in load_decathlon_datalist(str(dataset), is_segmentation=True, data_list_key=key):
-        images = item["image"] if isinstance(item["image"], list) else [item["image"]]
-        cases.append(Case(_stem(Path(images[0])), tuple(images), item.get("label")))
+    items = load_decathlon_datalist(str(dataset), is_segmentation=True, data_list_key=key)
+    images = [tuple(i["image"]) if isinstance(i["image"], list) else (i["image"],) for i in items]
+    names = _unique_names([Path(first) for first, *_ in images])
+    cases = [Case(n, i, item.get("label")) for n, i, item in zip(names, images, items)]
     if only is not None:
         wanted = set(only)
         cases = [c for c in cases if c.name in wanted]
@@ -61,6 +61,15 @@ class DatasetInfo:
     channels: list[str]
     regions: dict[str, tuple[int, ...]]
     label_map: dict[int, int]
+
+
+def _unique_names(first_images: list[Path]) -> list[str]:
+    """Case names: the first image's file stem, or its folder when stems repeat (one folder per case)."""
+    for name_of in (lambda p: _stem(p), lambda p: p.parent.name, lambda p: f"{p.parent.name}_{_stem(p)}"):
+        names = [name_of(p) for p in first_images]
+        if len(set(names)) == len(names):
+            return names
+    raise MISSUError(f"cases cannot be told apart by file or folder name: {sorted(map(str, first_images))[:3]}...")
 
 
 def dataset_info(dataset: str | os.PathLike) -> DatasetInfo:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import logging
@@ -28,6 +27,7 @@ from ..bundle import Bundle, ModelCard, load_bundle, resolve_bundle
 from ..data.geometry import array_xyz, image_from_ras, image_from_xyz, ras_affine
 from ..data.images import align_channels, check_image, read_channels
 from ..data.transforms import preprocessing
+from ..devices import autocast, pick_device
 from ..errors import MISSUError
 from .postprocess import clean, segment_volumes, to_label_values
 
@@ -47,20 +47,6 @@ class SegmentationResult:
     seconds: float
     uncertainty: sitk.Image | None = None  # variance of class probabilities across TTA flips, summed over classes
     volumes: dict[str, dict[str, float]] = field(default_factory=dict)  # per label and region: voxels, mL
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MISSUError(f"device {device!r}: no CUDA GPU is available to this PyTorch ({torch.__version__})")
-    return torch.device(device)
-
-
-def cpu_has_amx() -> bool:
-    """Intel AMX tiles: bf16 convolutions run about twice as fast as float32 there (benchmarks/results)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
 
 
 def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
@@ -165,13 +151,7 @@ class Segmenter:
             raise MISSUError(f"model {self.card.name} takes {len(wanted)} input(s) ({', '.join(wanted)}); got {given}")
 
     def _autocast(self):
-        """bf16 (or fp16) on CUDA; bf16 on CPUs with AMX tiles, where it is faster; else float32."""
-        if self.amp and self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        if self.amp and self.device.type == "cpu" and cpu_has_amx():
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, enabled=self.amp)
 
     @torch.inference_mode()
     def _infer(self, image: torch.Tensor, uncertainty: bool, report: Progress, cancel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
+
 from ..errors import MISSUError
 
 STRIDE = 8  # three stride-2 downsamplings between the input and the token grid

@@ -38,8 +38,8 @@ from ..bundle.terminology import label_for
 from ..data.brats import MODALITIES
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.transforms import LoadCased, preprocessing
+from ..devices import amp_dtype, autocast
 from ..errors import MISSUError
-from ..inference.engine import cpu_has_amx
 from ..network import MISSULoss, build_model, preset_config
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .curves import plot_curves
@@ -205,10 +205,8 @@ class Trainer:
         self.device = torch.device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        # Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling) and on CPUs with AMX (bf16).
-        self.amp = recipe.amp and (self.device.type == "cuda" or cpu_has_amx())
-        cuda_fp16 = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
-        self.amp_dtype = torch.float16 if cuda_fp16 else torch.bfloat16
+        # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
+        self.amp = recipe.amp and amp_dtype(self.device) is not None
 
         init_bundle = load_bundle(resolve_bundle(init)) if init else None
         self.info = dataset_info(self.dataset)
@@ -248,7 +246,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: max(0.0, 1 - epoch / recipe.epochs) ** recipe.poly_power
         )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and amp_dtype(self.device) == torch.float16)
         self.progress = Progress()
         self.resumed = resume
         if resume:
@@ -321,7 +319,7 @@ class Trainer:
         )
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+        return autocast(self.device, enabled=self.amp)
 
     def _step(self, batch: dict) -> dict[str, float]:
         image, label = batch["image"].to(self.device), batch["label"].to(self.device)
