@@ -64,12 +64,18 @@ class DatasetInfo:
 
 
 def _unique_names(first_images: list[Path]) -> list[str]:
-    """Case names: the first image's file stem, or its folder when stems repeat (one folder per case)."""
-    for name_of in (lambda p: _stem(p), lambda p: p.parent.name, lambda p: f"{p.parent.name}_{_stem(p)}"):
+    """Case names: the first image's file stem, or its folder when stems repeat (one folder per case), or
+    the stem numbered (``name_2``) for an image listed twice."""
+    for name_of in (_stem, lambda p: p.parent.name):
         names = [name_of(p) for p in first_images]
         if len(set(names)) == len(names):
             return names
-    raise MISSUError(f"cases cannot be told apart by file or folder name: {sorted(map(str, first_images))[:3]}...")
+    names, seen = [], {}
+    for path in first_images:
+        stem = _stem(path)
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
 
 
 def dataset_info(dataset: str | os.PathLike) -> DatasetInfo:
