@@ -148,3 +148,5 @@ def test_evaluate_prints_the_metrics_table(make_bundle, phantom, tmp_path, capsy
     assert set(report["mean"]["left atrium"]) == {"dice", "jaccard", "hd95", "asd", "hd95_mm", "asd_mm"}
     assert main(["evaluate", "--model", str(make_bundle("b2")), "--dataset", str(dataset)]) == 0
     assert "mean of 1" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(make_bundle("b3")), "--dataset", str(dataset), "--validation-only"]) == 1
+    assert "records no validation cases" in capsys.readouterr().err

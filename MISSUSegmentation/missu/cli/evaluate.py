@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..data.datasets import dataset_info, load_cases, remap_labels
 from ..data.images import read_image
+from ..errors import MISSUError
 from ..evaluation import case_metrics, summarize
 from ..inference import Segmenter
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter(args.model, device=args.device, tta=args.tta)
     card = segmenter.card
     only = card.provenance.get("validation_cases") if args.validation_only else None
+    if args.validation_only and not only:
+        raise MISSUError(f"model {card.name}: its card records no validation cases; drop --validation-only")
     cases = load_cases(args.dataset, key=args.key, only=only)
     label_map = dataset_info(args.dataset).label_map
     per_case = {}

@@ -28,6 +28,9 @@ def export_run(run_dir: Path, output: Path, half: bool = False, overwrite: bool 
     history = json.loads(progress["history"])
     record = next((r for r in history if r.get("epoch") == progress["best_epoch"]), {})
     provenance = json.loads(state.get("provenance", "{}"))  # (runs started before provenance was stored)
+    split = run_dir / "split.json"
+    if split.is_file():  # the run's held-out fold, the source of truth for `missu evaluate --validation-only`
+        provenance["validation_cases"] = json.loads(split.read_text())["validation"]
     provenance.setdefault("training", {}).update(epochs=progress["epoch"], best_epoch=progress["best_epoch"],
                                   seconds=round(progress["seconds"], 1), checkpoint=source.name)
     provenance["metrics"] = {"validation_dice": record.get("val_dice", {})}
