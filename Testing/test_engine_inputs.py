@@ -125,3 +125,38 @@ def test_device_choice_is_explicit():
         with pytest.raises(MISSUError, match="no CUDA GPU"):
             pick_device("cuda")
     assert amp_dtype(torch.device("cpu")) in (None, torch.bfloat16)
+
+
+def test_dicom_series_folder_is_read_with_its_geometry(make_bundle, phantom, tmp_path):
+    path, cube = phantom(spacing=(0.8, 0.8, 2.0), origin=(-20.0, 10.0, 5.0))
+    image = sitk.Cast(sitk.ReadImage(str(path)), sitk.sitkInt16)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        slice_ = image[:, :, k]
+        origin = image.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (("0020|0032", "\\".join(map(str, origin))), ("0020|0013", str(k + 1)),
+                           ("0020|000e", "1.2.826.0.1.3680043.2.1125.1"), ("0018|0050", "2.0"),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0")):
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(slice_)
+    result = Segmenter(make_bundle()).segment_files([folder])
+    assert result.labels.GetSize() == image.GetSize()
+    assert np.allclose(result.labels.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    assert np.allclose(result.labels.GetSpacing(), image.GetSpacing(), atol=1e-3)
+
+
+def test_channels_are_matched_by_file_name(make_bundle, phantom):
+    from missu.bundle import load_bundle
+    from missu.data.cases import match_channels
+
+    card = load_bundle(make_bundle(in_channels=2, labels=((1, "edema"),))).card
+    t1c, _ = phantom("case_T1c.nii.gz")
+    flair, _ = phantom("case_flair.nii.gz")
+    assert match_channels(card, [str(t1c), str(flair)]) == [flair, t1c]
+    assert match_channels(card, [f"t1c={t1c}", f"flair={flair}"]) == [flair, t1c]
+    with pytest.raises(MISSUError, match="unknown input name"):
+        match_channels(card, [f"t2={t1c}", f"flair={flair}"])
