@@ -156,6 +156,17 @@ def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle)
     assert [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
 
 
+def test_console_batch_over_a_folder(mrml_scene, make_bundle, phantom, tmp_path):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("a", "b"):
+        path, _ = phantom(f"{name}.nii.gz")
+        path.rename(cases / path.name)
+    assert _logic(mrml_scene).segmentFolder(str(cases), str(tmp_path / "out"), model=str(make_bundle()),
+                                            device="cpu") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.seg.nrrd", "b.seg.nrrd"]
+
+
 def test_review_loop_writes_a_valid_training_case(mrml_scene, make_bundle, tmp_path):
     from missu.data.datasets import check_case, load_cases
 
