@@ -15,6 +15,7 @@ import slicer
 
 try:  # the Slicer application; absent with the slicer-core wheel (headless tests)
     import qt
+    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: F401 (typed parameters)
     from slicer.i18n import tr as _
     from slicer.parameterNodeWrapper import parameterNodeWrapper
     from slicer.ScriptedLoadableModule import (
@@ -24,7 +25,6 @@ try:  # the Slicer application; absent with the slicer-core wheel (headless test
         ScriptedLoadableModuleWidget,
     )
     from slicer.util import VTKObservationMixin
-    from vtkMRMLCore import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: F401 (typed parameters)
 
     HAVE_APP = True
 except ImportError:
