@@ -160,3 +160,15 @@ def test_channels_are_matched_by_file_name(make_bundle, phantom):
     assert match_channels(card, [f"t1c={t1c}", f"flair={flair}"]) == [flair, t1c]
     with pytest.raises(MISSUError, match="unknown input name"):
         match_channels(card, [f"t2={t1c}", f"flair={flair}"])
+
+
+def test_label_maps_stored_as_floats_become_integers(tmp_path):
+    from missu.data.images import read_image
+
+    labels = np.zeros((8, 8, 8), np.float32)
+    labels[2:4, 2:4, 2:4] = 4.0
+    image = read_image(_write(labels, tmp_path / "float_labels.nii.gz"), label=True)
+    assert image.GetPixelID() == sitk.sitkUInt16 and sitk.GetArrayFromImage(image).max() == 4
+    labels[0, 0, 0] = 0.5
+    with pytest.raises(MISSUError, match="non-integer"):
+        read_image(_write(labels, tmp_path / "blurred.nii.gz"), label=True)

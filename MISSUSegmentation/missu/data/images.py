@@ -61,7 +61,14 @@ def read_image(path: str | os.PathLike, label: bool = False) -> sitk.Image:
     path = Path(path)
     image = _read(path)
     check_image(image, path, label=label)
-    return image if label else sitk.Cast(image, sitk.sitkFloat32)
+    if not label:
+        return sitk.Cast(image, sitk.sitkFloat32)
+    values = sitk.GetArrayViewFromImage(image)
+    if values.dtype.kind == "f":  # label maps stored as floats (BraTS 2015): integers or refused
+        if not np.array_equal(values, np.round(values)) or values.min() < 0:
+            raise MISSUError(f"{path}: a label map with non-integer or negative values")
+        return sitk.Cast(image, sitk.sitkUInt16)
+    return image
 
 
 def align_channels(images: Sequence[sitk.Image], paths: Sequence[Path | str]) -> list[sitk.Image]:
