@@ -292,9 +292,9 @@ class _SegmentationJob:
             )
             self.segmentation.CreateClosedSurfaceRepresentation()
             if self.uncertainty_path and os.path.exists(self.uncertainty_path):
-                from missu.data.images import read_image
+                import SimpleITK as sitk  # our own float output: no input checks apply
 
-                mrml.image_to_volume(self.logic.scene, read_image(self.uncertainty_path, label=True),
+                mrml.image_to_volume(self.logic.scene, sitk.ReadImage(self.uncertainty_path),
                                      f"{self.reference.GetName()} uncertainty", self.reference)
             volumes = mrml.segment_volumes_ml(self.segmentation)
             return "; ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())

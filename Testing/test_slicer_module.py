@@ -144,7 +144,7 @@ def test_seg_nrrd_written_by_mrml_reads_back(mrml_scene, make_bundle, tmp_path):
 def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle):
     volume, mask = _volume(mrml_scene, "image")
     logic = _logic(mrml_scene)
-    process, job = logic.startSegmentation([volume], str(make_bundle()), device="cpu")
+    process, job = logic.startSegmentation([volume], str(make_bundle()), device="cpu", uncertainty=True)
     code = process.wait(timeout=300)
     events = process.poll()
     for event in events:
@@ -154,6 +154,7 @@ def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle)
     message = job.done(process)
     assert "left atrium" in message and "mL" in message
     assert [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
+    assert mrml_scene.GetFirstNodeByName("image uncertainty") is not None
 
 
 def test_console_batch_over_a_folder(mrml_scene, make_bundle, phantom, tmp_path):

@@ -18,6 +18,11 @@ CARD_VERSION = 1
 SLICER_ANATOMY = "Segmentation category and type - 3D Slicer General Anatomy list"
 
 
+def name_tokens(text: str) -> set[str]:
+    """Lower-case words of a file or volume name (split on ``_ - . space``): what channel names match."""
+    return set(text.lower().replace("-", "_").replace(".", "_").replace(" ", "_").split("_"))
+
+
 @dataclass(frozen=True)
 class Label:
     """One output class. ``value`` is written to label maps; the class index is the position in the card."""
@@ -46,9 +51,7 @@ class Channel:
     aliases: tuple[str, ...] = ()
 
     def matches(self, text: str) -> bool:
-        words = {self.name.lower(), *(a.lower() for a in self.aliases)}
-        tokens = set(text.lower().replace("-", "_").replace(".", "_").replace(" ", "_").split("_"))
-        return bool(words & tokens)
+        return bool({self.name.lower(), *(a.lower() for a in self.aliases)} & name_tokens(text))
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..bundle.card import name_tokens
 from ..data.atomic import atomic_path
 from ..errors import MISSUError
-from .cases import _stem, is_image
+from .cases import image_stem, is_image
 from .geometry import same_grid
 
 # Channel name -> file-name tokens, in the order the paper's model takes them.
@@ -24,10 +25,6 @@ CONVENTIONS = {  # declared label values: BraTS <= 2020 (ET = 4) and BraTS 2021+
 }
 
 
-def _tokens(path: Path) -> set[str]:
-    return set(_stem(path).lower().replace("-", "_").replace(".", "_").split("_"))
-
-
 @dataclass
 class Imported:
     dataset: Path
@@ -36,7 +33,7 @@ class Imported:
 
 
 def _find(files: list[Path], tokens: tuple[str, ...]) -> list[Path]:
-    return [f for f in files if _tokens(f) & set(tokens)]
+    return [f for f in files if name_tokens(image_stem(f)) & set(tokens)]
 
 
 def import_brats(

@@ -11,7 +11,7 @@ from ..errors import MISSUError
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def _stem(path: Path) -> str:
+def image_stem(path: Path) -> str:
     name = path.name
     for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
@@ -40,7 +40,7 @@ def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
     paths = [Path(g) for g in given]
     if len(paths) == 1:
         return paths
-    matched = [[p for p in paths if channel.matches(_stem(p))] for channel in card.inputs]
+    matched = [[p for p in paths if channel.matches(image_stem(p))] for channel in card.inputs]
     if all(len(m) == 1 for m in matched) and len({m[0] for m in matched}) == len(paths):
         return [m[0] for m in matched]
     return paths
@@ -54,7 +54,7 @@ def cases_from_folder(folder: Path, card: ModelCard) -> dict[str, list[Path]]:
             files = [p for p in sorted(entry.iterdir()) if is_image(p)]
             cases[entry.name] = [str(p) for p in files]  # matched (or refused) when the case runs
         elif is_image(entry) and len(card.inputs) == 1:
-            cases[_stem(entry)] = [str(entry)]
+            cases[image_stem(entry)] = [str(entry)]
     if not cases:
         raise MISSUError(f"{folder}: no cases found (image files, or one sub-folder of images per case)")
     return cases

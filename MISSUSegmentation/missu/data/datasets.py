@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from monai.data import load_decathlon_datalist
 
 from ..errors import MISSUError
-from .cases import _stem
+from .cases import image_stem
 from .geometry import array_xyz, same_grid
 from .images import read_channels, read_image
 
@@ -66,13 +66,13 @@ class DatasetInfo:
 def _unique_names(first_images: list[Path]) -> list[str]:
     """Case names: the first image's file stem, or its folder when stems repeat (one folder per case), or
     the stem numbered (``name_2``) for an image listed twice."""
-    for name_of in (_stem, lambda p: p.parent.name):
+    for name_of in (image_stem, lambda p: p.parent.name):
         names = [name_of(p) for p in first_images]
         if len(set(names)) == len(names):
             return names
     names, seen = [], {}
     for path in first_images:
-        stem = _stem(path)
+        stem = image_stem(path)
         seen[stem] = seen.get(stem, 0) + 1
         names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
     return names
