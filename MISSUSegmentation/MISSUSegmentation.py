@@ -1,55 +1,26 @@
 """3D Slicer module: segment volumes with MISSU, review, and train or fine-tune models, from one panel.
 
-The module is thin: the Widget binds the panel to a parameter node and to the Logic; the Logic converts
-MRML nodes to and from the core package ``missu`` (see ``MISSUSegmentationLib``); the core does the work.
+Thin by design: the Widget binds the panel to a parameter node and delegates to the Logic; the Logic, the
+jobs (subprocesses with progress and cancel) and the MRML conversions live in ``MISSUSegmentationLib``; the
+core package ``missu`` does the work. Loading this file needs only what Slicer's own Python holds.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from pathlib import Path
+from typing import Annotated
 
+import qt
 import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
 
-try:  # the Slicer application; absent with the slicer-core wheel (headless tests)
-    import qt
-    from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: F401 (typed parameters)
-    from slicer.i18n import tr as _
-    from slicer.parameterNodeWrapper import parameterNodeWrapper
-    from slicer.ScriptedLoadableModule import (
-        ScriptedLoadableModule,
-        ScriptedLoadableModuleLogic,
-        ScriptedLoadableModuleTest,
-        ScriptedLoadableModuleWidget,
-    )
-    from slicer.util import VTKObservationMixin
-
-    HAVE_APP = True
-except ImportError:
-    HAVE_APP = False
-
-    # Headless stand-ins (slicer-core): only the Logic is used there, and it needs nothing from its base.
-    class ScriptedLoadableModule: ...
-
-    class ScriptedLoadableModuleWidget: ...
-
-    class VTKObservationMixin: ...
-
-    class ScriptedLoadableModuleTest: ...
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self) -> None:
-            pass
-
-    def _(text: str) -> str:
-        return text
-
-
-from MISSUSegmentationLib import mrml
-from MISSUSegmentationLib.process import JsonProcess, TrainingMonitor, missu_command
-from MISSUSegmentationLib.review import add_case
+from MISSUSegmentationLib import dependencies
+from MISSUSegmentationLib.jobs import SegmentationJob
+from MISSUSegmentationLib.logic import MISSUSegmentationLogic
 
 MAX_INPUTS = 4
 DEVICES = ("auto", "cpu", "cuda")
@@ -72,37 +43,36 @@ class MISSUSegmentation(ScriptedLoadableModule):
         )
 
 
-if HAVE_APP:
-
-    @parameterNodeWrapper
-    class MISSUSegmentationParameterNode:
-        model: str = "la-mri"
-        inputVolume0: vtkMRMLScalarVolumeNode
-        inputVolume1: vtkMRMLScalarVolumeNode
-        inputVolume2: vtkMRMLScalarVolumeNode
-        inputVolume3: vtkMRMLScalarVolumeNode
-        outputSegmentation: vtkMRMLSegmentationNode
-        device: str = "auto"
-        tta: bool = False
-        uncertainty: bool = False
-        trainingDataset: Path
-        trainingOutput: Path
-        trainingPreset: str = "missu-small"
-        trainingEpochs: int = 100
-        fineTune: bool = False
-        reviewFolder: Path
+@parameterNodeWrapper
+class MISSUSegmentationParameterNode:
+    model: str = "la-mri"  # the model list changes at run time: the Widget binds it itself
+    inputVolume0: vtkMRMLScalarVolumeNode
+    inputVolume1: vtkMRMLScalarVolumeNode
+    inputVolume2: vtkMRMLScalarVolumeNode
+    inputVolume3: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    tta: bool = False
+    uncertainty: bool = False
+    trainingDataset: Path
+    trainingOutput: Path
+    trainingPreset: Annotated[str, Choice(PRESETS)] = "missu-small"
+    trainingEpochs: Annotated[int, WithinRange(1, 10000)] = 100
+    fineTune: bool = False
+    reviewFolder: Path
 
 
 class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: every action is one Logic call; long work runs in subprocesses polled by a timer."""
+    """The panel: each button is one Logic call; jobs run in subprocesses polled by a timer."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._guard = None
-        self._job = None  # (JsonProcess, callback on finish)
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._jobWidgets = None  # (progress bar, status label) of the running job
         self._timer = None
 
     def setup(self) -> None:
@@ -114,307 +84,167 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = MISSUSegmentationLogic()
         self._timer = qt.QTimer()
         self._timer.setInterval(250)
-        self._timer.connect("timeout()", self._poll)
+        self._timer.timeout.connect(self._poll)
 
-        self.ui.deviceSelector.addItems(list(DEVICES))
-        self.ui.presetSelector.addItems(list(PRESETS))
-        self._refreshModels()
-        self.ui.modelSelector.connect("currentTextChanged(QString)", self._onModelChanged)
-        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.trainButton.connect("clicked(bool)", self.onTrain)
-        self.ui.stopButton.connect("clicked(bool)", self.onCancel)
-        self.ui.addReviewedCaseButton.connect("clicked(bool)", self.onAddReviewedCase)
-        self.ui.installButton.connect("clicked(bool)", self.onInstallDependencies)
+        self.ui.modelSelector.currentTextChanged.connect(self._onModelChanged)
+        self.ui.segmentButton.clicked.connect(self.onSegment)
+        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.trainButton.clicked.connect(self.onTrain)
+        self.ui.stopButton.clicked.connect(self.onCancel)
+        self.ui.addReviewedCaseButton.clicked.connect(self.onAddReviewedCase)
+        self.ui.installButton.clicked.connect(self.onInstallDependencies)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
         self._showDependencies()
 
     def cleanup(self) -> None:
         self.onCancel()
         self.removeObservers()
-        if self._guard:
-            self._guard.disconnect()
+        self.setParameterNode(None)
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self._parameterNode = MISSUSegmentationParameterNode(self.logic.getParameterNode())
-        self._guard = self._parameterNode.connectGui(self.ui)
-        self._onModelChanged(self.ui.modelSelector.currentText)
+        self.setParameterNode(MISSUSegmentationParameterNode(self.logic.getParameterNode()))
+        self._refreshModels()
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNode, self._parameterNodeGuiTag = parameterNode, None
+        if parameterNode is not None:
+            # connectGui returns the tag from Slicer 5.10 on; 5.8 returns None, so ask for the mapping's tag.
+            self._parameterNodeGuiTag = parameterNode.connectParametersToGui(
+                {w.property("SlicerParameterName"): w for w in self.ui.__dict__.values()
+                 if isinstance(w, qt.QObject) and w.property("SlicerParameterName")})
 
     # -- model and inputs --------------------------------------------------------------------------------
 
     def _refreshModels(self) -> None:
-        self.ui.modelSelector.clear()
-        self.ui.modelSelector.addItems(sorted(self.logic.availableModels()))
+        """Re-list the models, keeping the selection (and so the chosen inputs)."""
+        selector = self.ui.modelSelector
+        wanted = self._parameterNode.model if self._parameterNode else selector.currentText
+        selector.blockSignals(True)
+        selector.clear()
+        selector.addItems(self.logic.availableModels())
+        selector.blockSignals(False)
+        selector.setCurrentText(wanted)
+        self._onModelChanged(selector.currentText)
 
     def _onModelChanged(self, name: str) -> None:
-        if not name:
+        if not name or self._parameterNode is None:
             return
         with slicer.util.tryWithErrorDisplay(_("Cannot read the model card."), waitCursor=True):
             card = self.logic.modelCard(name)
+            self._parameterNode.model = name
             metrics = card.provenance.get("metrics", {}).get("validation_dice", {})
             scores = ", ".join(f"{k} Dice {v:.3f}" for k, v in metrics.items())
             self.ui.modelDescription.text = f"{card.description}\n{scores}".strip()
             for index in range(MAX_INPUTS):
                 label, selector = getattr(self.ui, f"inputLabel{index}"), getattr(self.ui, f"inputVolume{index}")
-                visible = index < len(card.inputs)
-                label.visible = selector.visible = visible
-                if visible:
+                label.visible = selector.visible = index < len(card.inputs)
+                if index < len(card.inputs):
                     label.text = f"{card.inputs[index].description or card.inputs[index].name}:"
             for index, node in self.logic.matchInputVolumes(card).items():
-                setattr(self._parameterNode, f"inputVolume{index}", node)
+                if getattr(self._parameterNode, f"inputVolume{index}") is None:  # never replace the user's choice
+                    setattr(self._parameterNode, f"inputVolume{index}", node)
 
     def _inputs(self, count: int) -> list:
         return [getattr(self._parameterNode, f"inputVolume{i}") for i in range(count)]
 
-    # -- segmentation --------------------------------------------------------------------------------------
+    # -- jobs ----------------------------------------------------------------------------------------------
 
     def onSegment(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed to start."), waitCursor=True):
-            card = self.logic.modelCard(p.model)
-            volumes = self._inputs(len(card.inputs))
             output = p.outputSegmentation
             if output is not None and output.GetSegmentation().GetNumberOfSegments() > 0:
                 if not slicer.util.confirmYesNoDisplay(
                     _("'{name}' already holds segments (maybe your edits). Replace them?").format(name=output.GetName())
                 ):
                     return
-            process, finish = self.logic.startSegmentation(
-                volumes, p.model, device=p.device, tta=p.tta, uncertainty=p.uncertainty, outputSegmentation=output
-            )
-            self._start(process, finish, self.ui.progressBar, self.ui.statusLabel)
+            volumes = self._inputs(len(self.logic.modelCard(p.model).inputs))
+            job = self.logic.startSegmentation(volumes, p.model, device=p.device, tta=p.tta,
+                                              uncertainty=p.uncertainty, outputSegmentation=output)
+            self._start(job, self.ui.progressBar, self.ui.statusLabel)
 
-    def _start(self, process: JsonProcess, job, progressBar, statusLabel) -> None:
-        """``job`` folds events (``update``), shows ``fraction`` and ``status``, and ``done`` finishes it."""
-        self._job = (process, job, progressBar, statusLabel, time.perf_counter())
+    def onTrain(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Training failed to start."), waitCursor=True):
+            job = self.logic.startTraining(p.trainingDataset, p.trainingOutput, preset=p.trainingPreset,
+                                           epochs=p.trainingEpochs, init=p.model if p.fineTune else None,
+                                           device=p.device)
+            self._start(job, self.ui.trainingProgressBar, self.ui.trainingStatusLabel)
+
+    def onCancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def _start(self, job, progressBar, statusLabel) -> None:
+        self._job, self._jobWidgets = job, (progressBar, statusLabel)
         progressBar.value = 0
         statusLabel.text = _("Starting...")
         self.ui.segmentButton.enabled = self.ui.trainButton.enabled = False
         self._timer.start()
 
     def _poll(self) -> None:
-        if self._job is None:
-            self._timer.stop()
-            return
-        process, job, progressBar, statusLabel, started = self._job
-        for event in process.poll():
-            job.update(event)
-            if event["event"] == "validation":
-                self._showCurves()
+        job, (progressBar, statusLabel) = self._job, self._jobWidgets
+        if any(event["event"] == "validation" for event in job.poll()) and Path(job.curves).is_file():
+            self.ui.curvesLabel.setPixmap(qt.QPixmap(job.curves).scaledToWidth(420))
         progressBar.value = int(100 * job.fraction)
         statusLabel.text = job.status
-        if process.running:
+        if job.running:
             return
-        process.wait()
         self._timer.stop()
         self._job = None
         self.ui.segmentButton.enabled = self.ui.trainButton.enabled = True
         with slicer.util.tryWithErrorDisplay(_("The job failed."), waitCursor=True):
-            statusLabel.text = f"{job.done(process)} ({time.perf_counter() - started:.1f} s)"
-            if isinstance(job, _SegmentationJob) and self._parameterNode.outputSegmentation is None:
+            statusLabel.text = job.status  # the error, should finish() raise
+            statusLabel.text = job.finish()
+            if isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode.outputSegmentation is None:
                 self._parameterNode.outputSegmentation = job.segmentation
             self._refreshModels()
-
-    def onCancel(self) -> None:
-        if self._job is not None:
-            self._job[0].stop()
-
-    # -- training ------------------------------------------------------------------------------------------
-
-    def onTrain(self) -> None:
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Training failed to start."), waitCursor=True):
-            process, monitor = self.logic.startTraining(
-                str(p.trainingDataset), str(p.trainingOutput), preset=p.trainingPreset, epochs=p.trainingEpochs,
-                init=p.model if p.fineTune else None, device=p.device,
-            )
-            self._start(process, monitor, self.ui.trainingProgressBar, self.ui.trainingStatusLabel)
-
-    def _showCurves(self) -> None:
-        curves = Path(self._parameterNode.trainingOutput) / "curves.png"
-        if curves.is_file():
-            self.ui.curvesLabel.setPixmap(qt.QPixmap(str(curves)).scaledToWidth(420))
 
     # -- review loop and dependencies ----------------------------------------------------------------------
 
     def onAddReviewedCase(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=True):
-            card = self.logic.modelCard(p.model)
-            case = self.logic.addReviewedCase(self._inputs(len(card.inputs)), p.outputSegmentation, p.reviewFolder, p.model)
+            volumes = self._inputs(len(self.logic.modelCard(p.model).inputs))
+            case = self.logic.addReviewedCase(volumes, p.outputSegmentation, p.reviewFolder, p.model)
             self.ui.reviewStatusLabel.text = _("Added case {case} to {folder}").format(case=case, folder=p.reviewFolder)
 
     def _showDependencies(self) -> None:
-        from MISSUSegmentationLib.dependencies import missing_requirements
-
-        missing = missing_requirements()
+        missing = dependencies.missing_requirements()
         self.ui.installButton.visible = bool(missing)
         self.ui.segmentButton.enabled = self.ui.trainButton.enabled = not missing
         if missing:
             self.ui.statusLabel.text = _("Missing Python packages: {names}").format(names=", ".join(missing))
 
     def onInstallDependencies(self) -> None:
-        from MISSUSegmentationLib.dependencies import install, missing_requirements
-
-        missing = missing_requirements()
-        if missing and slicer.util.confirmOkCancelDisplay(
-            _("MISSU needs these Python packages; install them now?\n\n{names}").format(names="\n".join(missing))
+        plan = dependencies.plan()
+        wanted = ([plan.torch] if plan.torch else []) + plan.packages + plan.refused
+        if wanted and slicer.util.confirmOkCancelDisplay(
+            _("MISSU needs these Python packages; install them now? Packages that Slicer ships are kept "
+              "as they are.\n\n{names}").format(names="\n".join(wanted))
         ):
             with slicer.util.tryWithErrorDisplay(_("Installation failed."), waitCursor=True):
-                install(missing)
+                dependencies.install(plan)
+                if plan.restart_needed and slicer.util.confirmYesNoDisplay(
+                    _("Slicer must restart to use the updated packages. Restart now?")
+                ):
+                    slicer.util.restart()
         self._showDependencies()
-
-
-class _SegmentationJob:
-    """What to do with a finished segmentation subprocess: load its .seg.nrrd into the scene."""
-
-    def __init__(self, logic, folder, output_path, uncertainty_path, reference, segmentation) -> None:
-        self.logic, self.folder, self.output_path, self.uncertainty_path = logic, folder, output_path, uncertainty_path
-        self.reference, self.segmentation = reference, segmentation
-        self.error, self.fraction, self.status = None, 0.0, "starting"
-
-    def update(self, event: dict) -> None:
-        if event["event"] == "progress":
-            self.fraction, self.status = event["fraction"], event["message"]
-        elif event["event"] == "error":
-            self.error = self.status = event["message"]
-
-    def done(self, process: JsonProcess) -> str:
-        try:
-            if process.process.returncode != 0:
-                raise RuntimeError(self.error or f"segmentation stopped (exit code {process.process.returncode})")
-            self.segmentation = mrml.read_segmentation_file(
-                self.logic.scene, self.output_path, self.reference, self.segmentation
-            )
-            self.segmentation.CreateClosedSurfaceRepresentation()
-            if self.uncertainty_path and os.path.exists(self.uncertainty_path):
-                import SimpleITK as sitk  # our own float output: no input checks apply
-
-                mrml.image_to_volume(self.logic.scene, sitk.ReadImage(self.uncertainty_path),
-                                     f"{self.reference.GetName()} uncertainty", self.reference)
-            volumes = mrml.segment_volumes_ml(self.segmentation)
-            return "; ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
-        finally:
-            self.folder.cleanup()
-
-
-class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
-    """Everything the panel does, callable from the Python console (``scene`` defaults to Slicer's)."""
-
-    def __init__(self, scene=None) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
-        self._segmenters: dict = {}
-
-    # -- models --------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def availableModels() -> list[str]:
-        from missu.bundle import bundled_models
-
-        return list(bundled_models())
-
-    @staticmethod
-    def modelCard(model: str):
-        from missu.bundle import load_bundle, resolve_bundle
-
-        return load_bundle(resolve_bundle(model)).card
-
-    def matchInputVolumes(self, card) -> dict[int, object]:
-        """Input index -> the scene's scalar volume whose name matches that channel (e.g. 'flair')."""
-        volumes = [self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-                   for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-        matched = {}
-        for index, channel in enumerate(card.inputs):
-            hits = [v for v in volumes if channel.matches(v.GetName())]
-            if hits:
-                matched[index] = hits[0]
-        if len(card.inputs) == 1 and not matched and volumes:
-            matched[0] = volumes[0]
-        return matched
-
-    # -- segmentation: in-process (console) and as a subprocess (panel) ------------------------------------
-
-    def segment(self, inputVolumeNodes, model: str = "la-mri", device: str = "auto", tta: bool = False,
-                uncertainty: bool = False, outputSegmentation=None, overwrite: bool = False,
-                progress=None, cancel=None):
-        """Segment the volumes (one per model input, in the card's order); returns the segmentation node.
-
-        ``model`` is a bundle name or path, or a loaded ``missu.inference.Segmenter`` to reuse. An
-        ``outputSegmentation`` that already holds segments is only replaced with ``overwrite=True``.
-        """
-        from missu.errors import MISSUError
-        from missu.inference import Segmenter
-
-        volumes = list(inputVolumeNodes) if isinstance(inputVolumeNodes, (list, tuple)) else [inputVolumeNodes]
-        if outputSegmentation is not None and outputSegmentation.GetSegmentation().GetNumberOfSegments() and not overwrite:
-            raise MISSUError(f"segmentation {outputSegmentation.GetName()} already holds segments; pass overwrite=True")
-        if isinstance(model, Segmenter):
-            segmenter = model
-        else:
-            key = (str(model), device, tta)
-            if key not in self._segmenters:
-                self._segmenters[key] = Segmenter(model, device=device, tta=tta)
-            segmenter = self._segmenters[key]
-        images = [mrml.volume_to_image(v) for v in volumes]
-        result = segmenter.segment(images, names=[v.GetName() for v in volumes], uncertainty=uncertainty,
-                                   progress=progress, cancel=cancel)
-        segmentation = mrml.labels_to_segmentation(self.scene, result.labels, segmenter.card, volumes[0],
-                                                   outputSegmentation)
-        if uncertainty:
-            mrml.image_to_volume(self.scene, result.uncertainty, f"{volumes[0].GetName()} uncertainty", volumes[0])
-        return segmentation
-
-    def segmentFolder(self, inputFolder: str, outputFolder: str, model: str = "la-mri", device: str = "auto",
-                      tta: bool = False) -> int:
-        """Batch over a folder (or CSV) of cases with the core CLI; returns its exit code (1 if a case failed)."""
-        from missu.cli import main
-
-        arguments = ["segment", "--model", model, "--batch", str(inputFolder), "--output", str(outputFolder),
-                     "--device", device]
-        return main(arguments + (["--tta"] if tta else []))
-
-    def startSegmentation(self, inputVolumeNodes, model: str, device: str = "auto", tta: bool = False,
-                          uncertainty: bool = False, outputSegmentation=None):
-        """Start ``missu segment`` in a subprocess on the volumes; returns (process, job) for the panel."""
-        from missu.data.segfile import write_image
-
-        card = self.modelCard(model)
-        folder = tempfile.TemporaryDirectory(prefix="missu-")
-        inputs = []
-        for channel, volume in zip(card.inputs, inputVolumeNodes):
-            path = os.path.join(folder.name, f"{channel.name}.nii.gz")
-            write_image(mrml.volume_to_image(volume), path)
-            inputs.append(f"{channel.name}={path}")
-        output = os.path.join(folder.name, "result.seg.nrrd")
-        uncertainty_path = os.path.join(folder.name, "uncertainty.nii.gz") if uncertainty else None
-        arguments = ["segment", "--model", model, "--input", *inputs, "--output", output, "--device", device, "--json"]
-        arguments += (["--tta"] if tta else []) + (["--uncertainty-out", uncertainty_path] if uncertainty else [])
-        process = JsonProcess(missu_command(*arguments), log_path=Path(folder.name) / "segment.log")
-        return process, _SegmentationJob(self, folder, output, uncertainty_path, inputVolumeNodes[0], outputSegmentation)
-
-    # -- training and review --------------------------------------------------------------------------------
-
-    def startTraining(self, dataset: str, output: str, preset: str = "missu-small", epochs: int = 100,
-                      init: str | None = None, device: str = "auto", resume: bool = False):
-        """Start ``missu train`` as a subprocess; returns (process, TrainingMonitor)."""
-        arguments = ["train", "--dataset", dataset, "--output", output, "--preset", preset, "--epochs", str(epochs),
-                     "--device", device]
-        arguments += (["--init", init] if init else []) + (["--resume"] if resume else [])
-        Path(output).mkdir(parents=True, exist_ok=True)
-        process = JsonProcess(missu_command(*arguments), log_path=Path(output) / "process.log")
-        return process, TrainingMonitor()
-
-    def addReviewedCase(self, inputVolumeNodes, segmentationNode, trainingFolder: str, model: str = "la-mri") -> str:
-        """Write the volumes and the corrected segmentation as a new case of ``trainingFolder/dataset.json``."""
-        card = self.modelCard(model)
-        channels = [mrml.volume_to_image(v) for v in inputVolumeNodes]
-        labels = mrml.segmentation_to_labels(self.scene, segmentationNode, inputVolumeNodes[0], card)
-        return add_case(Path(trainingFolder), inputVolumeNodes[0].GetName(), channels, labels, card)
 
 
 class MISSUSegmentationTest(ScriptedLoadableModuleTest):

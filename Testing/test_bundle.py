@@ -12,7 +12,7 @@ import torch
 
 from conftest import small_card
 from missu.bundle import load_bundle, resolve_bundle, save_bundle
-from missu.bundle.bundle import CARD_FILE, WEIGHTS_FILE
+from missu.bundle import CARD_FILE, WEIGHTS_FILE
 from missu.bundle.card import ModelCard
 from missu.errors import MISSUError
 from missu.network import build_model

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+import vtk
 import SimpleITK as sitk
 
 from conftest import MODULE_DIR, ROOT, ThresholdNet
@@ -42,7 +43,7 @@ def _volume(scene, name, spacing=(0.8, 0.9, 1.5), rotate=30.0, size=(28, 36, 40)
 
 
 def _logic(scene):
-    from MISSUSegmentation import MISSUSegmentationLogic
+    from MISSUSegmentationLib.logic import MISSUSegmentationLogic
 
     return MISSUSegmentationLogic(scene)
 
@@ -70,7 +71,9 @@ def test_segment_aligns_voxel_for_voxel_with_oblique_anisotropic_volume(mrml_sce
     segments = _segments(segmentation)
     assert [s.GetName() for s in segments] == ["left atrium"]
     assert np.allclose(segments[0].GetColor(), (0.80, 0.36, 0.36))
-    assert "82471001" in segments[0].GetTerminology()
+    entry = vtk.reference("")
+    assert segments[0].GetTag("TerminologyEntry", entry)  # the tag works in 5.8; GetTerminology() only from 5.10
+    assert str(entry) == logic.modelCard(str(bundle)).labels[0].terminology_entry()
     labels = mrml.segmentation_to_labels(mrml_scene, segmentation, volume, logic.modelCard(str(bundle)))
     assert np.array_equal(sitk.GetArrayFromImage(labels) == 1, mask)
     assert mrml.segment_volumes_ml(segmentation)["left atrium"] == pytest.approx(
@@ -144,14 +147,11 @@ def test_seg_nrrd_written_by_mrml_reads_back(mrml_scene, make_bundle, tmp_path):
 def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle):
     volume, mask = _volume(mrml_scene, "image")
     logic = _logic(mrml_scene)
-    process, job = logic.startSegmentation([volume], str(make_bundle()), device="cpu", uncertainty=True)
-    code = process.wait(timeout=300)
-    events = process.poll()
-    for event in events:
-        job.update(event)
-    assert code == 0, job.error
+    job = logic.startSegmentation([volume], str(make_bundle()), device="cpu", uncertainty=True)
+    assert job.process.wait(timeout=300) == 0
+    events = job.poll()
     assert any(e["event"] == "progress" for e in events) and job.fraction == 1.0
-    message = job.done(process)
+    message = job.finish()
     assert "left atrium" in message and "mL" in message
     assert [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
     assert mrml_scene.GetFirstNodeByName("image uncertainty") is not None
@@ -186,34 +186,19 @@ def test_review_loop_writes_a_valid_training_case(mrml_scene, make_bundle, tmp_p
     assert np.array_equal(sitk.GetArrayFromImage(label) == 1, mask)
 
 
-def test_training_monitor_parses_a_recorded_stream():
-    from MISSUSegmentationLib.process import JsonProcess, TrainingMonitor
+def test_training_job_folds_a_recorded_stream():
+    from MISSUSegmentationLib.jobs import TrainingJob
+    from MISSUSegmentationLib.process import JsonProcess
 
     recorded = ROOT / "Testing" / "data" / "train_events.jsonl"
     process = JsonProcess([sys.executable, "-c", f"print(open({str(recorded)!r}).read()); print('stray text')"])
+    job = TrainingJob(process, "/tmp/rec")
     assert process.wait(timeout=60) == 0
-    monitor = TrainingMonitor()
-    events = process.poll()
-    for event in events:
-        monitor.update(event)
+    events = job.poll()
     assert events[-1] == {"event": "log", "message": "stray text"}
-    assert monitor.fraction == 1.0 and monitor.bundle == "/tmp/rec/bundle"
-    assert [e for e, _ in monitor.losses] == [1, 2] and len(monitor.dice) == 2
-    assert monitor.done(process).startswith("finished: best validation Dice")
-
-
-def test_stop_sends_sigterm_to_the_process_tree():
-    from MISSUSegmentationLib.process import JsonProcess
-
-    script = ("import signal, sys, time, json\n"
-              "signal.signal(signal.SIGTERM, lambda *a: (print(json.dumps({'event': 'cancelled', 'epoch': 0})), "
-              "sys.exit(0)))\nprint(json.dumps({'event': 'start'}), flush=True)\ntime.sleep(60)\n")
-    process = JsonProcess([sys.executable, "-c", script])
-    while not process.poll() and process.running:
-        pass
-    process.stop()
-    assert process.wait(timeout=30) == 0
-    assert process.poll() == [{"event": "cancelled", "epoch": 0}]
+    assert job.fraction == 1.0 and job.bundle == "/tmp/rec/bundle"
+    assert [e for e, _ in job.losses] == [1, 2] and len(job.dice) == 2
+    assert job.finish().startswith("finished: best validation Dice")
 
 
 # -- static consistency of the module's files ---------------------------------------------------------
@@ -226,7 +211,7 @@ def _ui():
 def test_ui_file_has_every_widget_the_code_uses():
     names = {w.get("name") for w in _ui().iter("widget")}
     source = (MODULE_DIR / "MISSUSegmentation.py").read_text()
-    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    used = set(re.findall(r"self\.ui\.(\w+)", source)) - {"__dict__"}
     used |= {f"{prefix}{i}" for prefix in ("inputLabel", "inputVolume") for i in range(4)}  # looked up by name
     assert used - names == set()
 
@@ -237,21 +222,24 @@ def test_ui_parameter_bindings_match_the_parameter_node():
     fields = {s.target.id for s in node.body if isinstance(s, ast.AnnAssign)}
     bound = {w.find("./property[@name='SlicerParameterName']/string").text
              for w in _ui().iter("widget") if w.find("./property[@name='SlicerParameterName']") is not None}
-    assert bound == fields
+    assert bound == fields - {"model"}  # the model list changes at run time: the Widget binds it itself
 
 
 def test_cmake_lists_every_module_file():
     """Slicer installs only listed files: the list must hold every file git knows under the module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("cmake_lists", ROOT / ".ci" / "cmake_lists.py")
+    spec = importlib.util.spec_from_file_location("generate", ROOT / ".ci" / "generate.py")
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     scripts, resources = generator.module_files()
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
     listed = set(re.findall(r"^\s+([\w/.-]+\.\w+)\s*$", cmake, re.M))
-    assert listed == set(scripts) | set(resources), "stale: run python .ci/cmake_lists.py"
+    assert listed == set(scripts) | set(resources), "stale: run python .ci/generate.py"
+    assert cmake == generator.render_cmake(), "stale: run python .ci/generate.py"
     assert "MISSUSegmentation.py" in scripts and "Resources/UI/MISSUSegmentation.ui" in resources
+    assert "MISSUSegmentationLib/requirements.txt" in resources  # read by the installer inside Slicer
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake  # the self-test as a ctest
 
 
 def test_extension_description_files_agree():
@@ -264,4 +252,5 @@ def test_extension_description_files_agree():
     assert index["scm_url"] == s4ext["scmurl"].strip() and index["category"] == s4ext["category"].strip()
     top = (ROOT / "CMakeLists.txt").read_text()
     assert "add_subdirectory(MISSUSegmentation)" in top and 'EXTENSION_DEPENDS "PyTorch"' in top
+    assert "cmake_minimum_required(VERSION 3.20.6...3.22.6 FATAL_ERROR)" in top  # Slicer 5.10's template
     assert s4ext["depends"].strip() == "PyTorch"

@@ -46,12 +46,6 @@ def volume_to_image(volume) -> sitk.Image:
     return image_from_ras(np.asarray(array, dtype=np.float32).transpose(2, 1, 0), ijk_to_world(volume))
 
 
-def _terminology_string(label) -> str:
-    from slicerio.segmentation import terminology_entry_to_string
-
-    return terminology_entry_to_string(label.terminology())
-
-
 def labels_to_segmentation(scene, labels: sitk.Image, card: ModelCard, reference, segmentation=None):
     """Put a label image (on ``reference``'s grid) into a segmentation node: one segment per card label,
     with its name, color and terminology. Existing segments of ``segmentation`` are replaced."""
@@ -80,11 +74,11 @@ def labels_to_segmentation(scene, labels: sitk.Image, card: ModelCard, reference
             found.add(label.value)
             segment.SetName(label.name)
             segment.SetColor(*label.color)
-            segment.SetTag(TERMINOLOGY_TAG, _terminology_string(label))
+            segment.SetTag(TERMINOLOGY_TAG, label.terminology_entry())
         for label in card.labels:  # labels the model did not find still appear, empty, for the reviewer
             if label.value not in found:
                 segment_id = seg.AddEmptySegment(f"Segment_{label.value}", label.name, label.color)
-                seg.GetSegment(segment_id).SetTag(TERMINOLOGY_TAG, _terminology_string(label))
+                seg.GetSegment(segment_id).SetTag(TERMINOLOGY_TAG, label.terminology_entry())
                 seg.GetSegment(segment_id).SetLabelValue(label.value)
         return segmentation
     finally:

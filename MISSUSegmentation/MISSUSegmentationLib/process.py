@@ -1,7 +1,10 @@
 """Running ``missu`` sub-commands as subprocesses whose stdout is one JSON event per line.
 
-Qt-free, so the panel polls it from a QTimer and tests drive it directly. Stopping sends SIGTERM to the
-whole process group (the trainer checkpoints and exits; torchrun's workers stop too).
+Qt-free, so the panel polls it from a QTimer and tests drive it directly. Works the same on Linux, macOS and
+Windows: the child is started with ``--stdin-control`` and stops cleanly (training saves a checkpoint) when
+told so on its stdin; if it has not left after a grace period, the whole process tree is killed (Slicer's
+``PythonSlicer`` is a launcher, so killing only the direct child would leave the worker running). No console
+window opens on Windows.
 """
 
 from __future__ import annotations
@@ -9,17 +12,53 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# The folder that holds ``missu`` and ``MISSUSegmentationLib``: the child must import the same core however
+# Slicer found this module (an installed extension or "Additional module paths", which only extend Slicer's
+# own in-process sys.path).
+MODULE_DIR = Path(__file__).resolve().parents[1]
+WINDOWS = sys.platform == "win32"
+
+
+def python_executable() -> str:
+    """Slicer's ``PythonSlicer`` (sets up Slicer's environment) when there is one, else this Python."""
+    return shutil.which("PythonSlicer") or sys.executable
+
 
 def missu_command(*arguments: str, python: str | None = None) -> list[str]:
-    """``python -m missu ARGS`` with Slicer's (or this) Python."""
-    return [python or sys.executable, "-m", "missu", *map(str, arguments)]
+    """``python -m missu --stdin-control ARGS``."""
+    return [python or python_executable(), "-m", "missu", "--stdin-control", *map(str, arguments)]
+
+
+def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(MODULE_DIR), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def popen_options() -> dict:
+    """A process group of its own (so the tree can be stopped) and, on Windows, no console window."""
+    if WINDOWS:
+        startupinfo = subprocess.STARTUPINFO()
+        startupinfo.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+        startupinfo.wShowWindow = subprocess.SW_HIDE
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW,
+                "startupinfo": startupinfo}
+    return {"start_new_session": True}
+
+
+def kill_tree_command(pid: int) -> list[str]:
+    return ["taskkill", "/F", "/T", "/PID", str(pid)]
 
 
 def parse_event(line: str) -> dict | None:
@@ -37,23 +76,31 @@ def parse_event(line: str) -> dict | None:
 class JsonProcess:
     """A running sub-command; :meth:`poll` returns the events that arrived since the last call."""
 
-    def __init__(self, command: Sequence[str], log_path: Path | None = None, env: dict | None = None):
+    def __init__(self, command: Sequence[str], log_path: Path | None = None, env: dict | None = None,
+                 grace_s: float = 30.0):
         self.command = list(command)
+        self.grace_s = grace_s
+        self.stop_requested_at: float | None = None
         self._events: queue.Queue = queue.Queue()
-        self._log = open(log_path, "a") if log_path else subprocess.DEVNULL
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            env=child_environment(env), **popen_options(),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self.process.stdout:
-            if (event := parse_event(line)) is not None:
+        # Bytes, decoded leniently: a stray undecodable byte must not kill the reader (the child would then
+        # block on a full pipe).
+        for raw in iter(self.process.stdout.readline, b""):
+            if (event := parse_event(raw.decode("utf-8", errors="replace"))) is not None:
                 self._events.put(event)
 
     def poll(self) -> list[dict]:
+        """New events; also kills the process tree once a requested stop has outlasted the grace period."""
+        if self.stop_requested_at is not None and self.running and time.monotonic() - self.stop_requested_at > self.grace_s:
+            self.kill()
         events = []
         while True:
             try:
@@ -66,58 +113,36 @@ class JsonProcess:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        """Ask the whole process tree to stop (SIGTERM): training saves a checkpoint first."""
+        """Ask the process to stop cleanly (training checkpoints first); :meth:`poll` kills it after ``grace_s``."""
+        if self.stop_requested_at is None:
+            self.stop_requested_at = time.monotonic()
         if self.running:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.stdin.write(b"stop\n")
+                self.process.stdin.close()
+            except OSError:  # it is already leaving
+                pass
+
+    def kill(self) -> None:
+        """Kill the whole process tree now."""
+        if not self.running:
+            return
+        if WINDOWS:
+            subprocess.run(kill_tree_command(self.process.pid), capture_output=True, **popen_options())
+        else:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def wait(self, timeout: float | None = None) -> int:
         code = self.process.wait(timeout)
         self._reader.join(timeout=5)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
+        if self.process.stdin and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
         return code
-
-
-class TrainingMonitor:
-    """Folds training events into what the panel shows: progress, latest metrics, curves, the result."""
-
-    def __init__(self) -> None:
-        self.fraction = 0.0
-        self.status = "starting"
-        self.losses: list[tuple[int, float]] = []  # (epoch, mean training loss)
-        self.dice: list[tuple[int, float]] = []  # (epoch, mean validation Dice)
-        self.bundle: str | None = None
-        self.error: str | None = None
-        self._epochs = 1
-        self._steps = 1
-        self._start_epoch = 0
-
-    def update(self, event: dict) -> None:
-        kind = event["event"]
-        if kind == "start":
-            self._epochs, self._steps = event["epochs"], max(event["steps_per_epoch"], 1)
-            self.status = f"training on {event['train_cases']} cases ({event['val_cases']} for validation)"
-        elif kind == "iteration":
-            done = (event["epoch"] - 1) * self._steps + event["step"]
-            self.fraction = min(done / (self._epochs * self._steps), 1.0)
-            self.status = f"epoch {event['epoch']}/{self._epochs}, loss {event['loss']:.3f}, {event['eta_s'] / 60:.0f} min left"
-        elif kind == "epoch":
-            self.losses.append((event["epoch"], event["loss"]))
-        elif kind == "validation":
-            self.dice.append((event["epoch"], event["mean_dice"]))
-            self.status = f"epoch {event['epoch']}: validation Dice {event['mean_dice']:.3f}"
-        elif kind == "cancelled":
-            self.status = f"stopped at epoch {event['epoch']}; resume to continue"
-        elif kind == "finished":
-            self.fraction, self.bundle = 1.0, event["bundle"]
-            self.status = f"finished: best validation Dice {event['best_dice']:.3f} (epoch {event['best_epoch']})"
-        elif kind == "error":
-            self.error = event["message"]
-            self.status = f"error: {event['message']}"
-
-    def done(self, process: JsonProcess) -> str:
-        """The final status line; a failed run raises with its error message."""
-        code = process.process.returncode
-        if code != 0 and not self.status.startswith("stopped"):
-            raise RuntimeError(self.error or f"training stopped (exit code {code})")
-        return self.status

@@ -7,10 +7,8 @@ checked against each other (SHA-256 recorded in the card; tensor names and shape
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +18,7 @@ from safetensors.torch import save as save_safetensors
 
 from ..errors import MISSUError
 from ..network import MISSU, build_model
-from .card import ModelCard
-
-CARD_FILE, WEIGHTS_FILE = "card.json", "model.safetensors"
+from .card import CARD_FILE, WEIGHTS_FILE, ModelCard, parse_card, read_bundle_files
 
 
 @dataclass
@@ -36,23 +32,6 @@ class Bundle:
         model = build_model(self.card.network, inference=True)
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval().to(device)
-
-
-def _read_files(path: Path) -> tuple[bytes, bytes]:
-    if path.is_dir():
-        files = {name: path / name for name in (CARD_FILE, WEIGHTS_FILE)}
-        missing = [n for n, p in files.items() if not p.is_file()]
-        if missing:
-            raise MISSUError(f"{path}: not a model bundle (missing {', '.join(missing)})")
-        return files[CARD_FILE].read_bytes(), files[WEIGHTS_FILE].read_bytes()
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            missing = [n for n in (CARD_FILE, WEIGHTS_FILE) if n not in names]
-            if missing:
-                raise MISSUError(f"{path}: not a model bundle archive (missing {', '.join(missing)})")
-            return archive.read(CARD_FILE), archive.read(WEIGHTS_FILE)
-    raise MISSUError(f"{path}: not a model bundle (a folder or .zip with {CARD_FILE} and {WEIGHTS_FILE})")
 
 
 def _check_weights(card: ModelCard, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -76,11 +55,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     path = Path(path)
     if not path.exists():
         raise MISSUError(f"{path}: no such model bundle")
-    card_bytes, weights = _read_files(path)
-    try:
-        card = ModelCard.from_dict(json.loads(card_bytes), source=str(path / CARD_FILE))
-    except json.JSONDecodeError as exc:
-        raise MISSUError(f"{path}: {CARD_FILE} is not valid JSON ({exc})") from None
+    card_bytes, weights = read_bundle_files(path)
+    card = parse_card(card_bytes, path)
     digest = hashlib.sha256(weights).hexdigest()
     if card.weights_sha256 != digest:
         raise MISSUError(

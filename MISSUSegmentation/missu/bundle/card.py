@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import MISSUError
-from ..network import MISSUConfig
+from ..network.presets import MISSUConfig
 
 CARD_VERSION = 1
-SLICER_ANATOMY = "Segmentation category and type - 3D Slicer General Anatomy list"
+CARD_FILE, WEIGHTS_FILE = "card.json", "model.safetensors"
+# Slicer's terminology contexts that hold every code we use (the General Anatomy list has no left atrium).
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
 
 def name_tokens(text: str) -> set[str]:
@@ -36,10 +42,19 @@ class Label:
 
     def terminology(self) -> dict[str, Any]:
         """The segment's terminology in slicerio's form (Slicer's ``TerminologyEntry`` tag)."""
-        entry = {"contextName": SLICER_ANATOMY, "category": list(self.category), "type": list(self.type)}
+        entry = {"contextName": TERMINOLOGY_CONTEXT, "category": list(self.category), "type": list(self.type),
+                 "anatomicContextName": ANATOMIC_CONTEXT}
         if self.type_modifier:
             entry["typeModifier"] = list(self.type_modifier)
         return entry
+
+    def terminology_entry(self) -> str:
+        """Slicer's ``TerminologyEntry`` segment tag (the same string in 5.8 and 5.10):
+        ``context~category~type~modifier~anatomicContext~region~regionModifier``, codes as ``scheme^value^meaning``."""
+        code = "^".join
+        empty = code(("", "", ""))
+        return "~".join((TERMINOLOGY_CONTEXT, code(self.category), code(self.type),
+                         code(self.type_modifier) if self.type_modifier else empty, ANATOMIC_CONTEXT, empty, empty))
 
 
 @dataclass(frozen=True)
@@ -136,3 +151,35 @@ def _label(data: dict[str, Any]) -> Label:
         if data.get(key) is not None:
             data[key] = tuple(data[key])
     return Label(**data)
+
+
+def read_bundle_files(path: str | os.PathLike, weights: bool = True) -> tuple[bytes, bytes | None]:
+    """The card's bytes and (if ``weights``) the weights' bytes of a bundle folder or ``.zip``."""
+    path = Path(path)
+    wanted = (CARD_FILE, WEIGHTS_FILE) if weights else (CARD_FILE,)
+    if path.is_dir():
+        missing = [name for name in wanted if not (path / name).is_file()]
+        if missing:
+            raise MISSUError(f"{path}: not a model bundle (missing {', '.join(missing)})")
+        return (path / CARD_FILE).read_bytes(), (path / WEIGHTS_FILE).read_bytes() if weights else None
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            missing = [name for name in wanted if name not in archive.namelist()]
+            if missing:
+                raise MISSUError(f"{path}: not a model bundle archive (missing {', '.join(missing)})")
+            return archive.read(CARD_FILE), archive.read(WEIGHTS_FILE) if weights else None
+    raise MISSUError(f"{path}: not a model bundle (a folder or .zip with {CARD_FILE} and {WEIGHTS_FILE})")
+
+
+def parse_card(card_bytes: bytes, path: str | os.PathLike) -> ModelCard:
+    try:
+        return ModelCard.from_dict(json.loads(card_bytes), source=str(Path(path) / CARD_FILE))
+    except json.JSONDecodeError as exc:
+        raise MISSUError(f"{path}: {CARD_FILE} is not valid JSON ({exc})") from None
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """A bundle's model card alone: no weights read, no torch needed (e.g. to describe a model in a panel)."""
+    if not Path(path).exists():
+        raise MISSUError(f"{path}: no such model bundle")
+    return parse_card(read_bundle_files(path, weights=False)[0], path)

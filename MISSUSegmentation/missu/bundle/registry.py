@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import MISSUError
-from .bundle import CARD_FILE
+from .card import CARD_FILE
 
 BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 REGISTRY_FILE = "registry.json"

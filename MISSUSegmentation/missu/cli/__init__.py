@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import os
 import sys
+import threading
 
 from ..errors import MISSUError
 from . import dataset, evaluate, export, info, segment, train
@@ -15,16 +17,34 @@ COMMANDS = (segment, evaluate, train, export, dataset, info)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="missu", description="MISSU 3D medical image segmentation.")
+    parser.add_argument("--stdin-control", action="store_true",
+                        help="stop cleanly (as on Ctrl-C) when stdin reads 'stop' or closes: how the Slicer panel "
+                             "cancels on every platform")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
     return parser
 
 
+def _watch_stdin() -> None:
+    """Interrupt the main thread (as Ctrl-C does: training checkpoints, segmentation stops) on 'stop' or EOF."""
+    for line in sys.stdin:
+        if line.strip() == "stop":
+            break
+    _thread.interrupt_main()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.stdin_control:  # inside the try: a stop may come at once
+            threading.Thread(target=_watch_stdin, daemon=True).start()
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"missu {args.command}: cancelled", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"event": "cancelled"}), flush=True)
+        return 130
     except (MISSUError, OSError) as exc:
         if os.environ.get("MISSU_DEBUG"):
             raise

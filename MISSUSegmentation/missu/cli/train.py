@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-distillation", action="store_true", help="ablation: drop the KL self-distillation term")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, json=True)  # stdout is JSON events only, errors included
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,9 +42,8 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(args.dataset, args.output, recipe, resume=args.resume, init=args.init, device=args.device)
         trainer.run()
         return 0
-    except (MISSUError, OSError) as exc:
-        print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
-        raise
+    except (MISSUError, OSError, KeyboardInterrupt):
+        raise  # reported by missu.cli.main, as JSON since stdout is JSON
     except Exception as exc:
         print(json.dumps({"event": "error", "message": f"{type(exc).__name__}: {exc}",
                           "traceback": traceback.format_exc()}), flush=True)

@@ -1,0 +1,130 @@
+"""Long work for the panel: a subprocess whose JSON events are folded into a progress fraction and a status.
+
+The panel's timer calls :meth:`Job.poll` and, once the process has left, :meth:`Job.finish`; both are Qt-free.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .process import JsonProcess
+
+
+class JobFailed(RuntimeError):
+    """The sub-command ended with an error (its message is the child's one-line error)."""
+
+
+class Job:
+    def __init__(self, process: JsonProcess) -> None:
+        self.process = process
+        self.fraction, self.status = 0.0, "starting"
+        self.error: str | None = None
+        self.cancelled = False
+        self.started = time.perf_counter()
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def poll(self) -> list[dict]:
+        events = self.process.poll()
+        for event in events:
+            self.update(event)
+        return events
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.status = "stopping..."
+        self.process.stop()
+
+    def update(self, event: dict) -> None:
+        if event["event"] == "error":
+            self.error = self.status = event["message"]
+        elif event["event"] == "cancelled":
+            self.cancelled = True
+
+    def finish(self) -> str:
+        """The final status line; raises :class:`JobFailed` if the job failed (a cancel is not a failure)."""
+        code = self.process.wait()
+        for event in self.process.poll():
+            self.update(event)
+        seconds = time.perf_counter() - self.started
+        if self.cancelled:
+            return self.on_cancelled()
+        if code != 0:
+            raise JobFailed(self.error or f"missu {self.process.command[4]} stopped (exit code {code})")
+        return f"{self.on_success()} ({seconds:.1f} s)"
+
+    def on_success(self) -> str:
+        return "done"
+
+    def on_cancelled(self) -> str:
+        return "Cancelled."
+
+
+class SegmentationJob(Job):
+    """``missu segment --json``; on success ``load`` puts the written ``.seg.nrrd`` into the scene."""
+
+    def __init__(self, process: JsonProcess, load, cleanup) -> None:
+        super().__init__(process)
+        self._load, self._cleanup = load, cleanup
+        self.segmentation = None
+
+    def update(self, event: dict) -> None:
+        super().update(event)
+        if event["event"] == "progress":
+            self.fraction, self.status = event["fraction"], event["message"]
+
+    def finish(self) -> str:
+        try:
+            return super().finish()
+        finally:
+            self._cleanup()
+
+    def on_success(self) -> str:
+        self.segmentation, volumes = self._load()
+        return "; ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
+
+
+class TrainingJob(Job):
+    """``missu train``: progress, latest metrics, loss and Dice histories, the exported bundle."""
+
+    def __init__(self, process: JsonProcess, run_dir: str) -> None:
+        super().__init__(process)
+        self.run_dir = run_dir
+        self.losses: list[tuple[int, float]] = []  # (epoch, mean training loss)
+        self.dice: list[tuple[int, float]] = []  # (epoch, mean validation Dice)
+        self.bundle: str | None = None
+        self._epochs, self._steps = 1, 1
+
+    @property
+    def curves(self) -> str:
+        return os.path.join(self.run_dir, "curves.png")
+
+    def update(self, event: dict) -> None:
+        super().update(event)
+        kind = event["event"]
+        if kind == "start":
+            self._epochs, self._steps = event["epochs"], max(event["steps_per_epoch"], 1)
+            self.status = f"training on {event['train_cases']} cases ({event['val_cases']} for validation)"
+        elif kind == "iteration":
+            done = (event["epoch"] - 1) * self._steps + event["step"]
+            self.fraction = min(done / (self._epochs * self._steps), 1.0)
+            self.status = f"epoch {event['epoch']}/{self._epochs}, loss {event['loss']:.3f}, {event['eta_s'] / 60:.0f} min left"
+        elif kind == "epoch":
+            self.losses.append((event["epoch"], event["loss"]))
+        elif kind == "validation":
+            self.dice.append((event["epoch"], event["mean_dice"]))
+            self.status = f"epoch {event['epoch']}: validation Dice {event['mean_dice']:.3f}"
+        elif kind == "cancelled" and "epoch" in event:
+            self.status = f"stopped at epoch {event['epoch']}; resume to continue"
+        elif kind == "finished":
+            self.fraction, self.bundle = 1.0, event["bundle"]
+            self.status = f"finished: best validation Dice {event['best_dice']:.3f} (epoch {event['best_epoch']})"
+
+    def on_success(self) -> str:
+        return self.status
+
+    def on_cancelled(self) -> str:
+        return self.status if self.status.startswith("stopped") else "Stopped before the first checkpoint."

@@ -1,0 +1,175 @@
+"""The module's Logic: everything the panel does, callable from Slicer's Python console.
+
+Imports only what Slicer's own Python holds; the core's heavy parts (torch, MONAI) load inside the methods
+that need them, after the user installed them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import slicer
+
+from . import mrml
+from .jobs import SegmentationJob, TrainingJob
+from .process import JsonProcess, missu_command
+
+try:
+    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
+except ImportError:  # the slicer-core wheel alone (no Qt): the Logic needs nothing from its base there
+
+    class ScriptedLoadableModuleLogic:  # type: ignore[no-redef]
+        def __init__(self) -> None:
+            pass
+
+
+def chosen_path(value, what: str) -> Path:
+    """A path the user chose; an empty field (which Slicer's parameter node stores as '.') is refused."""
+    if value is None or str(value).strip() in ("", "."):
+        raise ValueError(f"Choose {what} first.")
+    return Path(value)
+
+
+class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
+    """``scene`` defaults to Slicer's."""
+
+    def __init__(self, scene=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.scene = scene if scene is not None else slicer.mrmlScene
+        self._segmenters: dict = {}
+
+    # -- models --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def availableModels() -> list[str]:
+        from missu.bundle import bundled_models
+
+        return sorted(bundled_models())
+
+    @staticmethod
+    def modelCard(model: str):
+        """The model's card only (no weights, no torch)."""
+        from missu.bundle import read_card, resolve_bundle
+
+        return read_card(resolve_bundle(model))
+
+    def matchInputVolumes(self, card) -> dict[int, object]:
+        """Input index -> the scene's scalar volume whose name matches that channel (e.g. 'flair')."""
+        volumes = [self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                   for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+        matched = {}
+        for index, channel in enumerate(card.inputs):
+            hits = [v for v in volumes if channel.matches(v.GetName())]
+            if hits:
+                matched[index] = hits[0]
+        if len(card.inputs) == 1 and not matched and volumes:
+            matched[0] = volumes[0]
+        return matched
+
+    # -- segmentation: in-process (console) and as a subprocess (panel) ------------------------------------
+
+    def segment(self, inputVolumeNodes, model: str = "la-mri", device: str = "auto", tta: bool = False,
+                uncertainty: bool = False, outputSegmentation=None, overwrite: bool = False,
+                progress=None, cancel=None):
+        """Segment the volumes (one per model input, in the card's order); returns the segmentation node.
+
+        ``model`` is a bundle name or path, or a loaded ``missu.inference.Segmenter`` to reuse. An
+        ``outputSegmentation`` that already holds segments is only replaced with ``overwrite=True``.
+        """
+        from missu.errors import MISSUError
+        from missu.inference import Segmenter
+
+        volumes = list(inputVolumeNodes) if isinstance(inputVolumeNodes, (list, tuple)) else [inputVolumeNodes]
+        if outputSegmentation is not None and outputSegmentation.GetSegmentation().GetNumberOfSegments() and not overwrite:
+            raise MISSUError(f"segmentation {outputSegmentation.GetName()} already holds segments; pass overwrite=True")
+        if isinstance(model, Segmenter):
+            segmenter = model
+        else:
+            key = (str(model), device, tta)
+            if key not in self._segmenters:
+                self._segmenters[key] = Segmenter(model, device=device, tta=tta)
+            segmenter = self._segmenters[key]
+        images = [mrml.volume_to_image(v) for v in volumes]
+        result = segmenter.segment(images, names=[v.GetName() for v in volumes], uncertainty=uncertainty,
+                                   progress=progress, cancel=cancel)
+        segmentation = mrml.labels_to_segmentation(self.scene, result.labels, segmenter.card, volumes[0],
+                                                   outputSegmentation)
+        if uncertainty:
+            mrml.image_to_volume(self.scene, result.uncertainty, f"{volumes[0].GetName()} uncertainty", volumes[0])
+        return segmentation
+
+    def segmentFolder(self, inputFolder: str, outputFolder: str, model: str = "la-mri", device: str = "auto",
+                      tta: bool = False) -> int:
+        """Batch over a folder (or CSV) of cases with the core CLI; returns its exit code (1 if a case failed)."""
+        from missu.cli import main
+
+        arguments = ["segment", "--model", model, "--batch", str(inputFolder), "--output", str(outputFolder),
+                     "--device", device]
+        return main(arguments + (["--tta"] if tta else []))
+
+    def startSegmentation(self, inputVolumeNodes, model: str, device: str = "auto", tta: bool = False,
+                          uncertainty: bool = False, outputSegmentation=None) -> SegmentationJob:
+        """Start ``missu segment`` in a subprocess on the volumes; the panel polls the returned job."""
+        from missu.data.segfile import write_image
+
+        card = self.modelCard(model)
+        if len(inputVolumeNodes) < len(card.inputs) or any(v is None for v in inputVolumeNodes):
+            raise ValueError(f"Model {card.name} needs {len(card.inputs)} input volume(s): "
+                             + ", ".join(c.description or c.name for c in card.inputs))
+        folder = tempfile.TemporaryDirectory(prefix="missu-")
+        try:
+            inputs = []
+            for channel, volume in zip(card.inputs, inputVolumeNodes):
+                path = os.path.join(folder.name, f"{channel.name}.nii.gz")
+                write_image(mrml.volume_to_image(volume), path)
+                inputs.append(f"{channel.name}={path}")
+            output = os.path.join(folder.name, "result.seg.nrrd")
+            uncertainty_path = os.path.join(folder.name, "uncertainty.nii.gz") if uncertainty else None
+            arguments = ["segment", "--model", model, "--input", *inputs, "--output", output, "--device", device, "--json"]
+            arguments += (["--tta"] if tta else []) + (["--uncertainty-out", uncertainty_path] if uncertainty else [])
+            process = JsonProcess(missu_command(*arguments), log_path=Path(folder.name) / "segment.log", grace_s=10)
+        except BaseException:
+            folder.cleanup()
+            raise
+        reference = inputVolumeNodes[0]
+
+        def load():
+            segmentation = mrml.read_segmentation_file(self.scene, output, reference, outputSegmentation)
+            segmentation.CreateClosedSurfaceRepresentation()
+            if uncertainty_path and os.path.exists(uncertainty_path):
+                import SimpleITK as sitk  # our own float output: no input checks apply
+
+                mrml.image_to_volume(self.scene, sitk.ReadImage(uncertainty_path),
+                                     f"{reference.GetName()} uncertainty", reference)
+            return segmentation, mrml.segment_volumes_ml(segmentation)
+
+        return SegmentationJob(process, load, folder.cleanup)
+
+    # -- training and review --------------------------------------------------------------------------------
+
+    def startTraining(self, dataset, output, preset: str = "missu-small", epochs: int = 100,
+                      init: str | None = None, device: str = "auto", resume: bool = False) -> TrainingJob:
+        """Start ``missu train`` as a subprocess; the panel polls the returned job (Stop checkpoints)."""
+        dataset, output = chosen_path(dataset, "a dataset.json"), chosen_path(output, "a run folder")
+        if not dataset.is_file():
+            raise ValueError(f"{dataset}: no such dataset file")
+        arguments = ["train", "--dataset", dataset, "--output", output, "--preset", preset, "--epochs", str(epochs),
+                     "--device", device]
+        arguments += (["--init", init] if init else []) + (["--resume"] if resume else [])
+        output.mkdir(parents=True, exist_ok=True)
+        process = JsonProcess(missu_command(*arguments), log_path=output / "process.log", grace_s=120)
+        return TrainingJob(process, str(output))
+
+    def addReviewedCase(self, inputVolumeNodes, segmentationNode, trainingFolder, model: str = "la-mri") -> str:
+        """Write the volumes and the corrected segmentation as a new case of ``trainingFolder/dataset.json``."""
+        from .review import add_case
+
+        folder = chosen_path(trainingFolder, "a training folder")
+        if segmentationNode is None:
+            raise ValueError("Choose the reviewed segmentation first.")
+        card = self.modelCard(model)
+        channels = [mrml.volume_to_image(v) for v in inputVolumeNodes]
+        labels = mrml.segmentation_to_labels(self.scene, segmentationNode, inputVolumeNodes[0], card)
+        return add_case(folder, inputVolumeNodes[0].GetName(), channels, labels, card)

@@ -1,0 +1,173 @@
+"""The module's panel driven as a user would, under real Qt with Slicer's real Python layer of one release
+(``MISSU_SLICER_RELEASE``) and real MRML. Run by ``Testing/test_slicer_panel.py`` in a process per release
+(the release's ``slicer`` package must be on the path before the first ``import slicer``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import vtk
+
+from app import ROOT, Harness
+
+RELEASE = os.environ["MISSU_SLICER_RELEASE"]
+LA = ROOT.parent / "shared" / "data" / "la2018"
+CASES = ["la_06SR5RBREL16DQ6M8LWS", "la_0RZDK210BSMWAA6467LU", "la_1D7CUD1955YZPGK8XHJX"]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    return Harness(RELEASE)
+
+
+@pytest.fixture(scope="module")
+def panel(harness):
+    module, widget = harness.open_panel()
+    yield widget
+    harness.slicer.app.moduleManager().unload("MISSUSegmentation")  # Slicer calls cleanup() this way
+
+
+@pytest.fixture(autouse=True)
+def no_surprises(harness):
+    harness.dialogs.errors.clear()
+    harness.exceptions.clear()
+    yield
+    assert harness.exceptions == [], "a slot raised"
+
+
+def items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.model().rowCount())]
+
+
+def load_volume(harness, case: str):
+    slicer = harness.slicer
+    volume = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", case)
+    storage = harness.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(LA / "imagesTr" / f"{case}.nii.gz"))
+    assert storage.ReadData(volume)
+    volume.SetAndObserveStorageNodeID(storage.GetID())
+    assert isinstance(volume, slicer.vtkMRMLScalarVolumeNode)
+    return volume
+
+
+def wait_for_job(harness, widget, timeout=600) -> None:
+    harness.wait_until(lambda: widget._job is None, timeout, "the job to finish")
+
+
+def test_release_is_the_one_asked_for(harness):
+    import sys
+
+    for name in ("slicer.parameterNodeWrapper.guiConnectors", "slicer.ScriptedLoadableModule", "slicer.i18n"):
+        assert f"slicer-python/{RELEASE}/" in Path(sys.modules[name].__file__).as_posix(), name
+
+
+def test_panel_opens_with_models_choices_and_ranges(harness, panel):
+    ui = panel.ui
+    assert items(ui.modelSelector) == ["la-mri"] and ui.modelSelector.currentText == "la-mri"
+    assert items(ui.deviceSelector) == ["auto", "cpu", "cuda"]  # from the parameter's Choice
+    assert items(ui.presetSelector) == ["missu-small", "missu", "transbts"]
+    assert (ui.epochsSpinBox.minimum, ui.epochsSpinBox.maximum, ui.epochsSpinBox.value) == (1, 10000, 100)
+    assert "Left atrium" in ui.modelDescription.text
+    assert ui.inputLabel0.text == "LGE-MRI:" or ui.inputLabel0.text.endswith(":")
+    assert ui.inputVolume0.visible and not ui.inputVolume1.visible  # one input for la-mri
+    assert not ui.installButton.visible and ui.segmentButton.enabled  # every package is installed here
+
+
+def test_segment_a_real_volume_through_the_subprocess(harness, panel, tmp_path):
+    volume = load_volume(harness, CASES[0])
+    harness.process_events(0.1)
+    ui = panel.ui
+    assert ui.inputVolume0.currentNode() is volume  # the only volume: chosen for the user
+    ui.deviceSelector.currentText = "cpu"
+    ui.segmentButton.click()
+    assert panel._job is not None and not ui.segmentButton.enabled
+    wait_for_job(harness, panel)
+    assert harness.dialogs.errors == []
+    segmentation = panel._parameterNode.outputSegmentation
+    assert segmentation is not None and ui.outputSegmentationSelector.currentNode() is segmentation
+    seg = segmentation.GetSegmentation()
+    assert [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())] == ["left atrium"]
+    entry = vtk.reference("")
+    assert seg.GetNthSegment(0).GetTag("TerminologyEntry", entry)  # GetTerminology() exists only from 5.10
+    assert str(entry).startswith("Segmentation category and type - DICOM master list~") and "82471001" in str(entry)
+    assert "left atrium" in ui.statusLabel.text and "mL" in ui.statusLabel.text
+    assert ui.progressBar.value == 100 and ui.segmentButton.enabled
+    ml = float(ui.statusLabel.text.split("left atrium ")[1].split(" mL")[0])
+    assert 20 < ml < 200  # a left atrium, not noise
+
+
+def test_model_list_refresh_keeps_the_users_choices(harness, panel):
+    other = load_volume(harness, CASES[1])
+    panel.ui.inputVolume0.setCurrentNode(other)  # the user picks another input
+    assert panel._parameterNode.inputVolume0 is other
+    panel._refreshModels()  # what every finished job does
+    assert panel._parameterNode.inputVolume0 is other and panel.ui.modelSelector.currentText == "la-mri"
+
+
+def test_render_the_panel(harness, panel):
+    """After a segmentation: the picture in Resources/Screenshots (build/panel-<release>.png)."""
+    target = ROOT / "build" / f"panel-{RELEASE}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    assert panel.parent.grab().save(str(target)) and target.stat().st_size > 10_000
+
+
+def test_replacing_a_segmentation_asks_and_cancel_stops_the_job(harness, panel):
+    ui = panel.ui
+    existing = panel._parameterNode.outputSegmentation
+    names_before = existing.GetSegmentation().GetNumberOfSegments()
+    harness.dialogs.answers = [True]
+    ui.segmentButton.click()
+    assert "already holds segments" in harness.dialogs.questions[-1]
+    harness.process_events(1.0)
+    ui.cancelButton.click()
+    wait_for_job(harness, panel, timeout=60)
+    assert ui.statusLabel.text == "Cancelled." and harness.dialogs.errors == []  # a cancel is not a failure
+    assert existing.GetSegmentation().GetNumberOfSegments() == names_before
+
+
+def test_train_refuses_unset_paths_and_writes_nothing(harness, panel, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Slicer's working directory: an unset path field reads '.'
+    panel.ui.trainButton.click()
+    assert harness.dialogs.errors and "Choose a dataset.json first." in harness.dialogs.errors[-1]
+    harness.exceptions.clear()  # tryWithErrorDisplay shows the error and re-raises it into the slot
+    assert list(tmp_path.iterdir()) == [] and panel._job is None
+
+
+def test_train_on_three_cases_and_stop(harness, panel, tmp_path):
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({
+        "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "MRI"},
+        "training": [{"image": str(LA / "imagesTr" / f"{c}.nii.gz"), "label": str(LA / "labelsTr" / f"{c}.nii.gz")}
+                     for c in CASES],
+    }))
+    ui = panel.ui
+    ui.datasetPathLineEdit.currentPath = str(dataset)
+    ui.trainingOutputLineEdit.currentPath = str(tmp_path / "run")
+    ui.epochsSpinBox.value = 2
+    ui.trainButton.click()
+    harness.wait_until(lambda: panel._job is None or panel._job.status.startswith("training on"), 300,
+                       "training to start")
+    ui.stopButton.click()
+    wait_for_job(harness, panel, timeout=300)
+    assert harness.dialogs.errors == []
+    assert ui.trainingStatusLabel.text.startswith(("stopped at epoch", "Stopped before the first checkpoint"))
+    assert (tmp_path / "run" / "train.log").is_file()
+
+
+def test_add_reviewed_case(harness, panel, tmp_path):
+    panel.ui.reviewFolderLineEdit.currentPath = str(tmp_path / "reviewed")
+    panel._parameterNode.inputVolume0 = harness.scene.GetFirstNodeByName(CASES[0])
+    panel.ui.addReviewedCaseButton.click()
+    dataset = json.loads((tmp_path / "reviewed" / "dataset.json").read_text())
+    assert dataset["numTraining"] == 1 and "Added case" in panel.ui.reviewStatusLabel.text
+
+
+def test_scene_close_then_cleanup(harness, panel):
+    harness.scene.Clear(0)  # File > Close scene: StartClose/EndClose
+    harness.process_events(0.1)
+    assert panel._parameterNode is not None and panel._parameterNode.model == "la-mri"  # a new one, reconnected
+    harness.slicer.app.moduleManager().unload("MISSUSegmentation")
+    assert panel._parameterNode is None and panel._job is None

@@ -1,0 +1,120 @@
+"""Subprocess control used by the panel: clean stop over stdin, killing the whole tree, finding ``missu``
+however the module was loaded, surviving undecodable output, no console window on Windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import MODULE_DIR
+
+sys.path.insert(0, str(MODULE_DIR))
+from MISSUSegmentationLib import process as proc  # noqa: E402
+from MISSUSegmentationLib.jobs import Job  # noqa: E402
+
+
+def _wait_for_event(job_or_process, kind: str, timeout: float = 60) -> list[dict]:
+    seen, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        seen += job_or_process.poll()
+        if any(e["event"] == kind for e in seen):
+            return seen
+        time.sleep(0.05)
+    raise TimeoutError(f"no {kind} event; got {seen}")
+
+
+def test_stop_over_stdin_interrupts_the_child_cleanly():
+    """The same path on every platform: the CLI's --stdin-control turns 'stop' into Ctrl-C semantics."""
+    script = ("import json, sys, time\nfrom missu.cli import _watch_stdin\nimport threading\n"
+              "threading.Thread(target=_watch_stdin, daemon=True).start()\n"
+              "print(json.dumps({'event': 'start'}), flush=True)\n"
+              "try:\n    for _ in range(600):\n        time.sleep(0.1)  # work in steps, as inference windows and training steps are\n"
+              "except KeyboardInterrupt:\n"
+              "    print(json.dumps({'event': 'cancelled'}), flush=True)\n")
+    job = Job(proc.JsonProcess([sys.executable, "-c", script]))
+    _wait_for_event(job.process, "start")
+    started = time.monotonic()
+    job.cancel()
+    assert job.process.wait(timeout=30) == 0 and time.monotonic() - started < 10
+    assert job.finish() == "Cancelled."  # shown as a cancel, not as a failure
+
+
+def test_missu_cancel_over_stdin_exits_130_with_a_cancelled_event(tmp_path, make_bundle, phantom):
+    path, _ = phantom()
+    process = proc.JsonProcess(proc.missu_command(
+        "segment", "--model", str(make_bundle()), "--input", str(path), "--output", str(tmp_path / "o.seg.nrrd"),
+        "--json", "--device", "cpu"))
+    process.stop()  # at once: whatever it was doing, it leaves cleanly
+    assert process.wait(timeout=120) in (0, 130)
+    events = process.poll()
+    assert not (tmp_path / "o.seg.nrrd").exists() or any(e["event"] == "case" for e in events)
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".partial")] == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups; Windows uses taskkill /T (tested below)")
+def test_kill_takes_the_whole_tree_after_the_grace_period(tmp_path):
+    """A launcher whose worker ignores the stop request (as PythonSlicer -> python): both must go."""
+    pid_file = tmp_path / "worker.pid"
+    worker = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    launcher = (f"import json, subprocess, sys, signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                f"w = subprocess.Popen([sys.executable, '-c', {worker!r}])\n"
+                f"print(json.dumps({{'event': 'start'}}), flush=True)\nw.wait()\n")
+    process = proc.JsonProcess([sys.executable, "-c", launcher], grace_s=0.5)
+    _wait_for_event(process, "start")
+    while not pid_file.exists():
+        time.sleep(0.05)
+    worker_pid = int(pid_file.read_text())
+    process.stop()
+    time.sleep(0.6)
+    process.poll()  # past the grace period: kills the tree
+    assert process.wait(timeout=10) != 0
+    for _ in range(100):
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the worker survived its launcher")
+
+
+def test_windows_options_hide_the_console_and_kill_the_tree(monkeypatch):
+    if sys.platform != "win32":
+        for name, value in {"STARTUPINFO": type("STARTUPINFO", (), {"dwFlags": 0, "wShowWindow": 0}),
+                            "STARTF_USESHOWWINDOW": 1, "SW_HIDE": 0, "CREATE_NEW_PROCESS_GROUP": 0x200,
+                            "CREATE_NO_WINDOW": 0x08000000}.items():
+            monkeypatch.setattr(subprocess, name, value, raising=False)
+    monkeypatch.setattr(proc, "WINDOWS", True)
+    options = proc.popen_options()
+    assert options["creationflags"] & subprocess.CREATE_NO_WINDOW and "start_new_session" not in options
+    assert options["startupinfo"].wShowWindow == subprocess.SW_HIDE
+    assert proc.kill_tree_command(1234) == ["taskkill", "/F", "/T", "/PID", "1234"]
+
+
+def test_child_finds_missu_from_the_module_folder_without_an_install(tmp_path):
+    """As from Slicer's "Additional module paths": no site-packages, cwd elsewhere."""
+    env = proc.child_environment({"PATH": os.environ.get("PATH", "")})
+    found = subprocess.run([sys.executable, "-S", "-c", "import missu, sys; print(missu.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert found == str(MODULE_DIR / "missu" / "__init__.py")
+
+
+def test_reader_survives_undecodable_bytes_and_a_full_pipe():
+    script = ("import sys, json\nsys.stdout.buffer.write(b'\\xff\\xfe garbage\\n' + b'x' * 200000 + b'\\n')\n"
+              "print(json.dumps({'event': 'done'}), flush=True)\n")
+    process = proc.JsonProcess([sys.executable, "-c", script])
+    assert process.wait(timeout=30) == 0
+    events = process.poll()
+    assert events[0]["event"] == "log" and "garbage" in events[0]["message"]
+    assert events[-1] == {"event": "done"}
+
+
+def test_parse_event_keeps_stray_prints_as_logs():
+    assert proc.parse_event(json.dumps({"event": "x", "a": 1})) == {"event": "x", "a": 1}
+    assert proc.parse_event("hello") == {"event": "log", "message": "hello"}
+    assert proc.parse_event("  ") is None
