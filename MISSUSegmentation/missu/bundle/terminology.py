@@ -1,5 +1,5 @@
 """Default colors and DICOM/SNOMED codes for label names met in datasets (used when a training recipe or
-dataset gives a name only). Codes follow Slicer's "3D Slicer General Anatomy" terminology."""
+dataset gives a name only). Codes are those of Slicer's "DICOM master list" terminology."""
 
 from __future__ import annotations
 
