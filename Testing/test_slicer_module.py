@@ -157,6 +157,17 @@ def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle)
     assert mrml_scene.GetFirstNodeByName("image uncertainty") is not None
 
 
+def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, make_bundle, tmp_path):
+    logic = _logic(mrml_scene)
+    with pytest.raises(ValueError, match="needs 1 input volume"):
+        logic.startSegmentation([None], str(make_bundle()))
+    with pytest.raises(ValueError, match="Choose a run folder first"):
+        logic.startTraining(tmp_path / "dataset.json", "")
+    with pytest.raises(ValueError, match="no such dataset file"):
+        logic.startTraining(tmp_path / "dataset.json", tmp_path / "run")
+    assert list(tmp_path.iterdir()) == [p for p in tmp_path.iterdir() if p.name == "bundle"]  # nothing written
+
+
 def test_console_batch_over_a_folder(mrml_scene, make_bundle, phantom, tmp_path):
     cases = tmp_path / "cases"
     cases.mkdir()

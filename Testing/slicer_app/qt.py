@@ -25,7 +25,7 @@ import __feature__  # noqa: E402
 # PySide switches features per module and lets modules that do not mention PySide6 inherit whichever module
 # switched last. Under Slicer every module sees PythonQt's idioms, so here every module that is not PySide's
 # own (those imported so far and those imported later) is switched to true_property.
-TRUE_PROPERTY = __feature__.get_select_id(["true_property"]) if hasattr(__feature__, "get_select_id") else 0x02
+TRUE_PROPERTY = __feature__.get_select_id(["true_property"])
 
 
 def _true_property_for(name: str) -> None:
