@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from missu.errors import MISSUError
-from missu.network import PRESETS, MISSULoss, TrainOutput, build_model, channel_kl, preset_config
+from missu.network import PRESETS, MISSULoss, TrainOutput, build_model, preset_config, probability_kl
 from missu.network.summary import summarize
 
 
@@ -22,43 +23,62 @@ def test_training_output_shapes(tiny_config):
     x = torch.randn(2, 2, 16, 24, 32)  # not the ROI size: the position embedding is resampled
     out = model(x)
     assert isinstance(out, TrainOutput)
-    assert out.logits.shape == (2, 3, 16, 24, 32)
-    assert [a.shape for a in out.aux_logits] == [(2, 3, 16, 24, 32)] * 3
-    widths = tiny_config.widths
-    expected = [(2, widths[i], 16 >> i, 24 >> i, 32 >> i) for i in range(3)]
-    assert [tuple(s.shape) for s in out.students] == expected
-    assert [tuple(t.shape) for t in out.teachers] == expected
+    assert out.logits.shape == out.teacher_logits.shape == (2, 3, 16, 24, 32)
 
 
-@pytest.mark.parametrize("student", ["decoder", "encoder"])
-def test_gradients_reach_every_parameter(tiny_config, student):
+def test_gradients_reach_every_parameter(tiny_config):
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(tiny_config, student=student)).train()
+    model = build_model(tiny_config).train()
     x = torch.randn(2, 2, 16, 16, 16)
-    loss, parts = MISSULoss()(model(x), _label(x.shape, 3))
+    loss, parts = MISSULoss(scale_weights=(1.0, 1.0, 1.0))(model(x), _label(x.shape, 3))
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reaches {missing}"
     assert parts["distill"] > 0 and parts["aux"] > 0
 
 
-def test_teacher_is_detached_in_the_distillation_term(tiny_config):
+def test_the_backbone_learns_from_the_teacher_only_through_distillation(tiny_config):
+    """The teacher's inputs are detached: its segmentation loss trains the branch alone, and the KL term
+    trains the backbone alone (the teacher's logits are detached in it)."""
     torch.manual_seed(0)
     model = build_model(tiny_config).train()
     out = model(torch.randn(1, 2, 16, 16, 16))
-    kl = sum(channel_kl(s, t) for s, t in zip(out.students, out.teachers))
-    assert kl > 0
-    kl.backward()
+    label = _label((1, 2, 16, 16, 16), 3)
+    MISSULoss(distill_weight=0.0)._seg(out.teacher_logits, label).backward(retain_graph=True)
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("distill."))
+    assert all(p.grad is not None for p in model.distill.parameters())
+    model.zero_grad(set_to_none=True)
+    probability_kl(out.logits, out.teacher_logits).backward()
     assert all(p.grad is None for p in model.distill.parameters()), "the KL term must not train the teacher"
-    assert model.head.weight.grad is None and model.decoder[0].fuse.weight.grad is not None
+    assert model.head.weight.grad.abs().sum() > 0 and model.stem[0].weight.grad.abs().sum() > 0
 
 
-def test_channel_kl_is_zero_only_for_equal_distributions():
-    a = torch.randn(2, 8, 4, 4, 4)
-    assert channel_kl(a, a).abs() < 1e-6
-    assert channel_kl(a, a + 5.0).abs() < 1e-5  # softmax is shift-invariant over channels
-    assert channel_kl(a, torch.randn_like(a)) > 0.1
-    assert channel_kl(a, 2 * a, temperature=2.0) == pytest.approx(4 * channel_kl(a / 2, a).item(), rel=1e-5)
+def test_no_distillation_builds_no_branch(tiny_config):
+    plain = build_model(dataclasses.replace(tiny_config, distillation=False)).train()
+    assert plain.distill is None
+    assert not any(n.startswith("distill.") for n, _ in plain.named_parameters())
+    out = plain(torch.randn(1, 2, 16, 16, 16))
+    assert isinstance(out, torch.Tensor)
+    loss, parts = MISSULoss()(out, _label(out.shape, 3))
+    assert set(parts) == {"seg", "total"}
+
+
+def test_probability_kl_is_zero_only_for_equal_distributions():
+    a = torch.randn(2, 3, 4, 4, 4)
+    assert probability_kl(a, a).abs() < 1e-6
+    assert probability_kl(a, a + 5.0).abs() < 1e-5  # softmax is shift-invariant over classes
+    assert probability_kl(a, torch.randn_like(a)) > 0.05
+    assert probability_kl(a, 2 * a, temperature=2.0) == pytest.approx(4 * probability_kl(a / 2, a).item(), rel=1e-4)
+    # pooled: agreeing region proportions give a smaller KL than voxel-wise disagreement
+    b = a.flip(2)
+    assert probability_kl(a, b, pool=4) < probability_kl(a, b)
+
+
+def test_soft_targets_are_accepted_and_agree_with_hard_ones():
+    logits, label = torch.randn(2, 3, 8, 8, 8), _label((2, 3, 8, 8, 8), 3)
+    hard, _ = MISSULoss()(logits, label)
+    soft, _ = MISSULoss()(logits, torch.nn.functional.one_hot(label[:, 0], 3).permute(0, 4, 1, 2, 3).float())
+    assert hard.item() == pytest.approx(soft.item(), rel=1e-5)
 
 
 def test_eval_drops_the_branch_and_equals_the_main_path(tiny_config):
@@ -77,10 +97,39 @@ def test_eval_drops_the_branch_and_equals_the_main_path(tiny_config):
 
 
 def test_inference_costs_exactly_the_backbone():
-    missu, transbts = summarize(PRESETS["missu"]), summarize(PRESETS["transbts"])
-    assert missu["parameters"]["inference"] == transbts["parameters"]["inference"]
-    assert missu["flops_per_window"] == transbts["flops_per_window"]
-    assert missu["parameters"]["training"] > missu["parameters"]["inference"]
+    """The trained network in eval mode (branch built, not run) costs what the branch-free backbone costs,
+    and the bundle's weights are the training network's minus the branch."""
+    config = PRESETS["missu-small"]
+    with torch.device("meta"):
+        trained = build_model(config).eval()
+        backbone = build_model(dataclasses.replace(config, distillation=False)).eval()
+        window = torch.empty(1, config.in_channels, *config.roi_size)
+
+    def flops(model):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(window)
+        return counter.get_total_flops()
+
+    branch = sum(p.numel() for p in trained.distill.parameters())
+    assert branch > 0
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert count(trained) - branch == count(backbone)
+    assert sum(v.numel() for v in trained.inference_state_dict().values()) == sum(
+        v.numel() for v in backbone.state_dict().values())
+    assert flops(trained) == flops(backbone)
+    trained.train()
+    assert flops(trained) > flops(backbone), "in training the teacher runs"
+
+
+def test_init_weights_fit_another_roi(tiny_config):
+    torch.manual_seed(0)
+    source = build_model(tiny_config, inference=True)
+    wider = build_model(dataclasses.replace(tiny_config, roi_size=(32, 16, 24)))
+    wider.load_weights(source.inference_state_dict())
+    assert wider.pos_embed.shape[2:] == (4, 2, 3)
+    torch.testing.assert_close(wider.stem[0].weight, source.stem[0].weight)
+    with pytest.raises(MISSUError, match="do not fit"):
+        build_model(dataclasses.replace(tiny_config, widths=(8, 8, 8, 16))).load_weights(source.state_dict())
 
 
 def test_missu_preset_matches_the_official_backbone_size():
@@ -119,7 +168,6 @@ def test_bad_inputs_raise_clear_errors(tiny_config, shape, message):
     [
         ({"roi_size": (100, 96, 96)}, "multiples of 8"),
         ({"embed_dim": 100, "num_heads": 8}, "not divisible by num_heads"),
-        ({"student": "middle"}, "student must be"),
         ({"in_channels": 0}, ">= 1"),
     ],
 )

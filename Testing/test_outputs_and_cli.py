@@ -12,7 +12,7 @@ import slicerio
 from conftest import shared_data
 from missu.cli import main
 from missu.data.geometry import LPS_TO_RAS, array_xyz, ras_affine
-from missu.evaluation import case_metrics
+from missu.evaluation import binary_metrics, case_metrics, summarize
 
 BRATS_LABELS = ((1, "necrosis"), (2, "edema"), (4, "enhancing tumor"))
 
@@ -114,6 +114,46 @@ def test_case_metrics_against_known_overlap():
     assert regions["ET"]["dice"] == 1.0 and 0 < regions["TC"]["dice"] < 1
 
 
+def _medpy_surface_distances(a: np.ndarray, b: np.ndarray, spacing) -> np.ndarray:
+    """medpy's ``__surface_distances(a, b)``, written out with SciPy: distances from a's border to b's."""
+    from scipy import ndimage
+
+    border = lambda m: m ^ ndimage.binary_erosion(m, ndimage.generate_binary_structure(3, 1))  # noqa: E731
+    return ndimage.distance_transform_edt(~border(b), sampling=spacing)[border(a)]
+
+
+def test_surface_metrics_follow_the_published_definitions():
+    """95HD pools both directions (not the max of the two directed 95th percentiles); ASD is directed."""
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    truth = ndimage.gaussian_filter(rng.random((40, 36, 30)), 3) > 0.5
+    pred = ndimage.binary_dilation(truth, iterations=2) & (rng.random(truth.shape) > 0.02)
+    pred[:5] = False
+    spacing = (0.625, 0.625, 1.25)
+    m = binary_metrics(pred, truth, spacing)
+    to_truth, to_pred = _medpy_surface_distances(pred, truth, spacing), _medpy_surface_distances(truth, pred, spacing)
+    assert m["hd95_mm"] == pytest.approx(np.percentile(np.hstack([to_truth, to_pred]), 95), rel=1e-6)
+    assert m["asd_mm"] == pytest.approx(to_truth.mean(), rel=1e-6)
+    assert m["asd"] == pytest.approx(_medpy_surface_distances(pred, truth, (1, 1, 1)).mean(), rel=1e-6)
+    assert m["asd_mm"] != pytest.approx(to_pred.mean(), rel=1e-3), "the phantom must tell the directions apart"
+    assert m["dice"] == pytest.approx(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+
+
+def test_empty_predictions_are_failures_that_count():
+    truth = np.zeros((10, 10, 10), bool)
+    truth[3:6, 3:6, 3:6] = True
+    empty = binary_metrics(np.zeros_like(truth), truth, (1.0, 1.0, 2.0))
+    assert empty["failed"] and empty["dice"] == 0 and empty["hd95"] == pytest.approx(np.sqrt(300))
+    assert empty["hd95_mm"] == pytest.approx(np.sqrt(100 + 100 + 400))
+    both_empty = binary_metrics(np.zeros_like(truth), np.zeros_like(truth), (1.0, 1.0, 1.0))
+    assert not both_empty["failed"] and both_empty["dice"] == 1 and both_empty["hd95"] == 0
+    perfect = binary_metrics(truth, truth, (1.0, 1.0, 1.0))
+    mean = summarize({"a": {"x": perfect}, "b": {"x": empty}})["x"]
+    assert mean["dice"] == pytest.approx(0.5) and mean["failed"] == 1 and mean["cases"] == 2
+    assert mean["dice_se"] == pytest.approx(0.5)
+
+
 def test_segment_real_cases_keeps_geometry_and_names(make_bundle, tmp_path):
     """Done-when of the engine: real LA and 4-modality BraTS cases give a .seg.nrrd on the input's grid."""
     la = shared_data("la2018/imagesTr/la_06SR5RBREL16DQ6M8LWS.nii.gz")
@@ -145,7 +185,8 @@ def test_evaluate_prints_the_metrics_table(make_bundle, phantom, tmp_path, capsy
                                    "training": [{"image": "img.nii.gz", "label": "lab.nii.gz"}]}))
     assert main(["evaluate", "--model", str(make_bundle()), "--dataset", str(dataset), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["mean"]["left atrium"]) == {"dice", "jaccard", "hd95", "asd", "hd95_mm", "asd_mm"}
+    metrics = {"dice", "jaccard", "hd95", "asd", "hd95_mm", "asd_mm"}
+    assert set(report["mean"]["left atrium"]) == {*metrics, *(m + "_se" for m in metrics), "cases", "failed"}
     assert main(["evaluate", "--model", str(make_bundle("b2")), "--dataset", str(dataset)]) == 0
     assert "mean of 1" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(make_bundle("b3")), "--dataset", str(dataset), "--validation-only"]) == 1

@@ -121,6 +121,39 @@ def test_cancel_then_resume_equals_uninterrupted(tiny_la, tmp_path):
         torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp_path, capsys):
+    dataset, recipe = tiny_la
+    first = tmp_path / "first"
+    args = ["train", "--dataset", str(dataset), "--config", str(recipe), "--device", "cpu"]
+    assert main([*args, "--output", str(first), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--output", str(first), "--resume", "--epochs", "2"]) != 0
+    assert "recipe differs from the one this run started with (epochs: 1 -> 2)" in capsys.readouterr().err
+
+    # Fine-tune from the first run's bundle with another ROI and the full augmentation/soft-label recipe.
+    richer = tmp_path / "richer.yaml"
+    richer.write_text(RECIPE + "soft_labels: true\nanti_alias: true\naffine_prob: 1.0\nrotate_deg: 15\n"
+                      "scale_range: 0.1\nnoise_prob: 1.0\nnoise_std: 0.1\nnetwork: {dropout: 0.0, stem_dropout: 0.0}\n")
+    second = tmp_path / "second"
+    capsys.readouterr()
+    assert main(["train", "--dataset", str(dataset), "--config", str(richer), "--device", "cpu", "--epochs", "1",
+                 "--output", str(second), "--init", str(first / "bundle"), "--roi", "40", "32", "24"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "finished"
+    card = load_bundle(second / "bundle").card
+    assert card.network.roi_size == (40, 32, 24) and card.anti_alias and card.network.dropout == 0.0
+
+
+def test_no_distillation_trains_the_backbone_alone(tiny_la, tmp_path, capsys):
+    dataset, recipe = tiny_la
+    assert main(["train", "--dataset", str(dataset), "--config", str(recipe), "--device", "cpu", "--epochs", "1",
+                 "--output", str(tmp_path / "run"), "--no-distillation"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(set(e["parts"]) == {"seg", "total"} for e in events if e["event"] == "iteration")
+    assert not any(k.startswith("distill.") for k in _weights(tmp_path / "run"))
+    assert not load_bundle(tmp_path / "run" / "bundle").card.network.distillation
+
+
 def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tiny_la, tmp_path):
     dataset, recipe = tiny_la
     run_dir = tmp_path / "run"

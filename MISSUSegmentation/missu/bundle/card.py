@@ -79,6 +79,7 @@ class ModelCard:
     inputs: tuple[Channel, ...]
     labels: tuple[Label, ...]  # class 1..K-1 in order; class 0 is background (value 0)
     spacing: tuple[float, float, float] | None = None  # mm; None keeps the input spacing
+    anti_alias: bool = False  # Gaussian pre-filter of the image before it is downsampled to ``spacing``
     orientation: str = "RAS"
     normalization: Literal["zscore-nonzero", "zscore", "none"] = "zscore-nonzero"
     foreground_crop: bool = True  # infer only inside the bounding box of non-zero voxels

@@ -17,7 +17,7 @@ from ..inference import Segmenter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="Dice, Jaccard, HD95, ASD of a model on a labelled dataset")
+    p = sub.add_parser("evaluate", help="Dice, Jaccard, 95HD, ASD (medpy definitions) of a model on a labelled dataset")
     p.add_argument("--model", default="la-mri", help="bundle name or path")
     p.add_argument("--dataset", type=Path, required=True, help="MSD-format dataset.json")
     p.add_argument("--key", default="training", help="list in dataset.json to use (default: training)")
@@ -57,5 +57,9 @@ def run(args: argparse.Namespace) -> int:
         for group, m in groups.items():
             print(f"{name[:28]:28} {group[:16]:16} {_fmt(m['dice'], 100)} {_fmt(m['jaccard'], 100)} "
                   f"{_fmt(m['hd95'])} {_fmt(m['asd'])} {_fmt(m['hd95_mm'])} {_fmt(m['asd_mm'])}")
-    print("distances: HD95 and ASD in voxels (as the published LA reference), then in mm", file=sys.stderr)
+    for group, m in summary.items():
+        print(f"{group}: Dice {100 * m['dice']:.2f} +- {100 * m['dice_se']:.2f} % (mean +- standard error), "
+              f"{m['failed']} of {m['cases']} case(s) failed (empty prediction or reference)")
+    print("distances: 95HD (both directions pooled) and ASD (result to reference) in voxels, as the published "
+          "LA reference, then in mm", file=sys.stderr)
     return 0

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"))
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="training spacing in mm")
-    p.add_argument("--no-distillation", action="store_true", help="ablation: drop the KL self-distillation term")
+    p.add_argument("--no-distillation", action="store_true",
+                   help="ablation: train the backbone alone (no LMSF teacher is built, no distillation term)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=run, json=True)  # stdout is JSON events only, errors included
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_recipe(
             args.config, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
             roi_size=tuple(args.roi) if args.roi else None, spacing=tuple(args.spacing) if args.spacing else None,
-            distill_weight=0.0 if args.no_distillation else None, seed=args.seed,
+            distillation=False if args.no_distillation else None, seed=args.seed,
         )
         trainer = Trainer(args.dataset, args.output, recipe, resume=args.resume, init=args.init, device=args.device)
         trainer.run()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import CropForegroundd, MapTransform, NormalizeIntensityd, Orientationd, Spacingd
+from monai.transforms import (
+    CropForegroundd,
+    GaussianSmooth,
+    MapTransform,
+    NormalizeIntensityd,
+    Orientationd,
+    Spacingd,
+)
 
 from ..bundle.card import ModelCard
 from ..errors import MISSUError
@@ -18,23 +25,46 @@ def nonzero(x: torch.Tensor) -> torch.Tensor:
     return x != 0
 
 
-def preprocessing(card: ModelCard, label_key: str | None = None) -> list:
-    """Dictionary transforms on ``"image"`` (and ``label_key``): orientation, foreground crop, spacing, z-score.
+def preprocessing(card: ModelCard, label_key: str | None = None, extra_keys: list[str] = ()) -> list:
+    """Dictionary transforms on ``"image"`` (and ``label_key``, and ``extra_keys`` resampled linearly, e.g.
+    one-hot soft labels): orientation, foreground crop, spacing, z-score.
 
     All spatial steps are invertible, so ``Compose(...).inverse`` maps predictions back voxel for voxel.
     """
-    keys = ["image", label_key] if label_key else ["image"]
-    modes = ["bilinear", "nearest"] if label_key else ["bilinear"]
+    keys = ["image", *([label_key] if label_key else []), *extra_keys]
+    modes = ["bilinear", *(["nearest"] if label_key else []), *(["bilinear"] * len(extra_keys))]
     steps: list = [Orientationd(keys, axcodes=card.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))]
     if card.foreground_crop:
         steps.append(
             CropForegroundd(keys, source_key="image", select_fn=nonzero, margin=card.crop_margin, allow_smaller=True)
         )
     if card.spacing:
+        if card.anti_alias:
+            steps.append(AntiAliasd("image", card.spacing))
         steps.append(Spacingd(keys, pixdim=card.spacing, mode=modes))
     if card.normalization != "none":
         steps.append(NormalizeIntensityd("image", nonzero=card.normalization == "zscore-nonzero", channel_wise=True))
     return steps
+
+
+class AntiAliasd(MapTransform):
+    """Gaussian pre-filter before downsampling to ``spacing``: sigma = (factor - 1) / 2 voxels on each axis
+    where the voxels grow by ``factor`` (scikit-image's ``resize(anti_aliasing=True)`` rule); axes that keep
+    or refine their spacing are left alone."""
+
+    def __init__(self, keys, spacing: tuple[float, float, float]):
+        super().__init__(keys)
+        self.spacing = np.asarray(spacing, dtype=float)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            current = np.asarray(image.pixdim[:3], dtype=float)
+            sigma = np.maximum(0.0, (self.spacing / current - 1) / 2)
+            if sigma.any():
+                d[key] = GaussianSmooth(sigma=tuple(float(s) for s in sigma))(image)
+        return d
 
 
 class LoadCased(MapTransform):

@@ -11,9 +11,9 @@ import importlib
 from .presets import PRESETS, STRIDE, MISSUConfig, preset_config
 
 _LAZY = {"MISSU": ".missu", "TrainOutput": ".missu", "build_model": ".missu", "MISSULoss": ".losses",
-         "channel_kl": ".losses"}
+         "probability_kl": ".losses"}
 
-__all__ = ["MISSU", "MISSULoss", "channel_kl", "MISSUConfig", "PRESETS", "STRIDE", "TrainOutput", "build_model", "preset_config"]
+__all__ = ["MISSU", "MISSULoss", "probability_kl", "MISSUConfig", "PRESETS", "STRIDE", "TrainOutput", "build_model", "preset_config"]
 
 
 def __getattr__(name: str):

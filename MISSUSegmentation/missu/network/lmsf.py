@@ -1,8 +1,16 @@
 """Local multi-scale fusion (LMSF): the training-only teacher of MISSU's self-distillation.
 
-A 3D take on CE-Net's context blocks (see ``missu_spec.md``): a cascade of 3x3x3 convolutions with
-growing dilation, each cascade depth mixed by a 1x1x1 convolution and summed onto the input
-(dense atrous convolution), optionally followed by a pyramid of max-poolings that adds coarse context.
+The teacher is a refinement head that sees more than the main head does: the encoder skips and decoder
+features of all three scales, fused on the half-resolution grid (finer ones average-pooled, coarser ones
+upsampled, each after a 1x1x1 projection), looked at by parallel 3x3x3 convolutions of growing dilation
+(CE-Net's dense atrous block in 3D, see ``missu_spec.md``), optionally with a pyramid of max-poolings for
+coarse context, then brought back to full resolution where the finest skip and decoder feature add local
+detail before the class logits. Trained by the segmentation loss, it becomes the teacher the main head is
+taught to match (``losses.py``). Its inputs are detached, so the backbone learns from the teacher only
+through the distillation term: the ablation without it (no branch at all) isolates exactly that term.
+
+Cost (measured, ``benchmarks``-style timing on one CPU core): the context part runs at half resolution
+because 3x3x3 convolutions of 8 channels at full resolution would triple the training step.
 """
 
 from __future__ import annotations
@@ -13,40 +21,51 @@ from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
 PYRAMID_POOLS = (2, 3, 5, 6)
+NORM = ("INSTANCE", {"affine": True})
+
+
+def _norm_relu(channels: int) -> nn.Sequential:
+    return nn.Sequential(get_norm_layer(NORM, 3, channels), nn.ReLU(inplace=True))
+
+
+def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    if x.shape[2:] == size:
+        return x
+    if x.shape[2] > size[0]:
+        return F.adaptive_avg_pool3d(x, size)
+    return F.interpolate(x, size=size, mode="trilinear", align_corners=False)
 
 
 class LMSF(nn.Module):
-    """``channels -> channels`` refinement of one skip feature."""
+    """``(skips, decoded)`` (three scales each, finest first) -> teacher logits at the finest grid."""
 
-    def __init__(self, channels: int, norm: tuple, dilations: tuple[int, ...] = (1, 3, 5), pyramid: bool = False):
+    def __init__(self, widths: tuple[int, ...], out_channels: int, dilations: tuple[int, ...] = (1, 3, 5),
+                 pyramid: bool = False):
         super().__init__()
-        self.cascade = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv3d(channels, channels, 3, padding=d, dilation=d, bias=False),
-                get_norm_layer(norm, spatial_dims=3, channels=channels),
-                nn.ReLU(inplace=True),
-            )
+        fine, width = widths[0], widths[1]
+        self.project = nn.ModuleList(nn.Conv3d(w, width, 1, bias=False) for w in (*widths[:3], *widths[:3]))
+        self.fuse = _norm_relu(width)
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv3d(width, width, 3, padding=d, dilation=d, bias=False), *_norm_relu(width))
             for d in dilations
         )
-        self.mix = nn.ModuleList(nn.Conv3d(channels, channels, 1) for _ in dilations)
-        if pyramid:
-            self.pool_proj = nn.ModuleList(nn.Conv3d(channels, 1, 1) for _ in PYRAMID_POOLS)
-            self.pool_fuse = nn.Conv3d(channels + len(PYRAMID_POOLS), channels, 1)
-        else:
-            self.pool_proj = None
+        self.pool_proj = nn.ModuleList(nn.Conv3d(width, 1, 1) for _ in PYRAMID_POOLS) if pyramid else None
+        merged = width * (1 + len(dilations)) + (len(PYRAMID_POOLS) if pyramid else 0)
+        self.merge = nn.Sequential(nn.Conv3d(merged, fine, 1, bias=False), *_norm_relu(fine))
+        self.detail = nn.Conv3d(2 * fine, fine, 1, bias=False)
+        self.out = _norm_relu(fine)
+        self.head = nn.Conv3d(fine, out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, h = x, x
-        for conv, mix in zip(self.cascade, self.mix):
-            h = conv(h)
-            out = out + F.relu(mix(h))
-        if self.pool_proj is None:
-            return out
-        size = out.shape[2:]
-        context = [
-            F.interpolate(
-                proj(F.adaptive_max_pool3d(out, [max(1, s // k) for s in size])), size=size, mode="trilinear"
-            )
-            for k, proj in zip(PYRAMID_POOLS, self.pool_proj)
-        ]
-        return self.pool_fuse(torch.cat([out, *context], dim=1))
+    def forward(self, skips: list[torch.Tensor], decoded: list[torch.Tensor]) -> torch.Tensor:
+        size = skips[1].shape[2:]
+        h = self.fuse(sum(_resize(proj(f.detach()), size) for proj, f in zip(self.project, (*skips, *decoded))))
+        parts = [h, *(branch(h) for branch in self.branches)]
+        if self.pool_proj is not None:
+            parts += [
+                F.interpolate(proj(F.adaptive_max_pool3d(h, [max(1, s // k) for s in size])), size=size,
+                              mode="trilinear", align_corners=False)
+                for k, proj in zip(PYRAMID_POOLS, self.pool_proj)
+            ]
+        h = _resize(self.merge(torch.cat(parts, dim=1)), skips[0].shape[2:])
+        h = self.out(h + self.detail(torch.cat([skips[0].detach(), decoded[0].detach()], dim=1)))
+        return self.head(h)

@@ -1,8 +1,9 @@
 """The MISSU network: TransBTS-style 3D CNN encoder, Transformer bottleneck, skip-connected decoder,
 and the training-only LMSF self-distillation branch.
 
-In ``eval()`` mode, or when built with ``distillation=False``, ``forward`` returns logits from the main
-path alone; the branch's weights are left out of :meth:`MISSU.inference_state_dict`.
+In ``eval()`` mode, or when built with ``distillation=False`` (then the branch does not exist), ``forward``
+returns logits from the main path alone; the branch's weights are left out of
+:meth:`MISSU.inference_state_dict`.
 """
 
 from __future__ import annotations
@@ -36,10 +37,8 @@ DECODER_NORM = ("INSTANCE", {"affine": True})
 class TrainOutput(NamedTuple):
     """What the network returns in training mode when it carries the distillation branch."""
 
-    logits: torch.Tensor
-    aux_logits: list[torch.Tensor]  # LMSF auxiliary heads, upsampled to the input size
-    students: list[torch.Tensor]  # per skip scale, finest first
-    teachers: list[torch.Tensor]  # LMSF features, not detached (the loss detaches them)
+    logits: torch.Tensor  # the main head: the student
+    teacher_logits: torch.Tensor  # the LMSF teacher, same shape; its inputs are detached from the backbone
 
 
 class UpStage(nn.Module):
@@ -102,17 +101,8 @@ class MISSU(nn.Module):
         self.decoder = nn.ModuleList(UpStage(w[level + 1], w[level]) for level in (2, 1, 0))
         self.head = nn.Conv3d(w[0], c.out_channels, 1)
 
-        if c.distillation:
-            self.distill = nn.ModuleDict(
-                {
-                    "lmsf": nn.ModuleList(
-                        LMSF(w[level], _group_norm(w[level]), c.lmsf_dilations, c.lmsf_pyramid) for level in range(3)
-                    ),
-                    "heads": nn.ModuleList(nn.Conv3d(w[level], c.out_channels, 1) for level in range(3)),
-                }
-            )
-        else:
-            self.distill = None
+        # The training-only teacher; not built at all without distillation (the true ablation).
+        self.distill = LMSF(w, c.out_channels, c.lmsf_dilations, c.lmsf_pyramid) if c.distillation else None
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` with a clear message when ``x`` cannot go through the network."""
@@ -157,13 +147,25 @@ class MISSU(nn.Module):
         if self.distill is None or not self.training:
             return logits
 
-        teachers = [lmsf(skip) for lmsf, skip in zip(self.distill["lmsf"], skips)]
-        aux = [
-            F.interpolate(head(t), size=x.shape[2:], mode="trilinear", align_corners=False)
-            for head, t in zip(self.distill["heads"], teachers)
-        ]
-        students = decoded if self.config.student == "decoder" else skips
-        return TrainOutput(logits, aux, students, teachers)
+        return TrainOutput(logits, self.distill(skips, decoded))
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Load main-path weights (a bundle's, or a run's) into this network, whose ROI may differ: the
+        position embedding is resampled to this network's token grid; the distillation branch, if built,
+        keeps its fresh initialisation."""
+        state = dict(state)
+        pos = state.get("pos_embed")
+        if pos is not None and pos.shape != self.pos_embed.shape:
+            state["pos_embed"] = F.interpolate(pos.float(), size=self.config.token_grid, mode="trilinear",
+                                               align_corners=False).to(pos.dtype)
+        state = {k: v for k, v in state.items() if not k.startswith(DISTILL_PREFIX)}
+        try:
+            missing, unexpected = self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise MISSUError(f"the weights do not fit this network: {str(exc).splitlines()[-1].strip()}") from None
+        missing = [k for k in missing if not k.startswith(DISTILL_PREFIX)]
+        if missing or unexpected:
+            raise MISSUError(f"the weights do not fit this network (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of the main path only: what a model bundle stores."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import MISSUError
 
 STRIDE = 8  # three stride-2 downsamplings between the input and the token grid
+# Settings of earlier cards that no longer change the network (the first LMSF design's student choice).
+RETIRED = {"student"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ class MISSUConfig:
     dropout: float = 0.1
     stem_dropout: float = 0.2
     distillation: bool = True
-    student: Literal["decoder", "encoder"] = "decoder"
     lmsf_dilations: tuple[int, ...] = (1, 3, 5)
     lmsf_pyramid: bool = False
 
@@ -37,8 +38,6 @@ class MISSUConfig:
             raise MISSUError(f"roi_size {tuple(self.roi_size)} must be three positive multiples of {STRIDE}")
         if self.embed_dim % self.num_heads:
             raise MISSUError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
-        if self.student not in ("decoder", "encoder"):
-            raise MISSUError(f"student must be 'decoder' or 'encoder', not {self.student!r}")
         # JSON round trips give lists; keep tuples so configs compare equal.
         for name in ("roi_size", "widths", "encoder_blocks", "lmsf_dilations"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
@@ -53,6 +52,7 @@ class MISSUConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MISSUConfig:
         known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k not in RETIRED}
         unknown = set(data) - known
         if unknown:
             raise MISSUError(f"unknown network settings: {sorted(unknown)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,19 @@ from ..errors import MISSUError
 @dataclass(frozen=True)
 class Recipe:
     preset: str = "missu"
+    network: dict[str, Any] | None = None  # overrides of the preset's settings, e.g. {dropout: 0.0}
     epochs: int = 100
     batch_size: int = 1  # volumes per step (each gives ``crops_per_volume`` crops)
     crops_per_volume: int = 2
     roi_size: tuple[int, int, int] | None = None  # None: the preset's
     spacing: tuple[float, float, float] | None = None  # mm; None keeps the data's
     normalization: str = "zscore-nonzero"
+    anti_alias: bool = False  # Gaussian pre-filter before downsampling (written into the card)
+    soft_labels: bool = False  # resample one-hot labels linearly: anti-aliased soft targets
     foreground_crop: bool = True
     positive_fraction: float = 0.5  # share of crops centred on foreground
-    # Optimiser and schedule (TransBTS): Adam(amsgrad), lr 2e-4, weight decay 1e-5, poly power 0.9 per epoch.
+    # Optimiser and schedule (TransBTS): Adam(amsgrad), lr 2e-4, weight decay 1e-5, poly power 0.9, stepped
+    # per iteration over epochs x steps per epoch (the whole schedule is fixed when the run starts).
     lr: float = 2e-4
     weight_decay: float = 1e-5
     poly_power: float = 0.9
@@ -31,14 +36,23 @@ class Recipe:
     flip_prob: float = 0.5
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
+    # Spatial and noise augmentation (nnU-Net-like; off in TransBTS): rotation up to +-rotate_deg about each
+    # axis and isotropic scaling by 1 +- scale_range, together with probability affine_prob; Gaussian noise.
+    rotate_deg: float = 0.0
+    scale_range: float = 0.0
+    affine_prob: float = 0.0
+    noise_std: float = 0.0
+    noise_prob: float = 0.0
     # Loss (see network/losses.py for the meaning of each).
     ce: bool = True
     include_background: bool = False
+    batch_dice: bool = True
+    distillation: bool = True  # False builds no LMSF branch at all: the ablation
     distill_weight: float = 1.0
+    distill_warmup: float = 0.1  # share of the steps over which lambda ramps up from 0
     temperature: float = 1.0
-    scale_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    aux_weight: float = 0.5
-    student: str = "decoder"
+    scale_weights: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    aux_weight: float = 1.0
     # Post-processing written into the exported card (see bundle/card.py).
     keep_largest_component: bool = False
     min_component_mm3: float = 0.0
@@ -49,7 +63,8 @@ class Recipe:
     overlap: float = 0.5
     log_every: int = 10  # steps between "iteration" events
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
-    seed: int = 0
+    seed: int = 0  # weights, data order, augmentation
+    split_seed: int = 0  # the train/validation split (kept fixed across seeds for comparisons)
     cache_rate: float = 1.0
     num_workers: int = 0
     amp: bool = True  # bf16/fp16 autocast on CUDA, bf16 on CPUs with AMX
@@ -66,6 +81,15 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def changes_from(self, stored: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Settings that differ from a run's stored recipe, bookkeeping aside: ``{name: (stored, now)}``."""
+        now = json.loads(json.dumps(self.to_dict()))  # tuples as lists, like the stored JSON
+        return {k: (stored.get(k), v) for k, v in now.items() if k not in BOOKKEEPING and stored.get(k) != v}
+
+
+# Settings that do not change what a run learns; a resumed run may change them.
+BOOKKEEPING = {"log_every", "checkpoint_every", "cache_rate", "num_workers", "val_interval"}
 
 
 def load_recipe(path: Path | None = None, **overrides: Any) -> Recipe:

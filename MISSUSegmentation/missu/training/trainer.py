@@ -21,10 +21,14 @@ from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from monai.transforms import (
+    AsDiscreted,
     Compose,
+    CopyItemsd,
     MapLabelValued,
+    RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
+    RandGaussianNoised,
     RandScaleIntensityd,
     RandShiftIntensityd,
     SpatialPadd,
@@ -104,7 +108,7 @@ def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case]
             raise MISSUError(f"{path}: cases {missing[:3]} of the stored split are no longer usable")
         return [by_name[n] for n in names["training"]], [by_name[n] for n in names["validation"]]
     order = sorted(cases, key=lambda c: c.name)
-    random.Random(recipe.seed).shuffle(order)
+    random.Random(recipe.split_seed).shuffle(order)
     n_val = max(1, round(recipe.val_fraction * len(order)))
     if len(order) - n_val < 1:
         raise MISSUError(f"{len(order)} usable case(s): too few to keep a validation fold")
@@ -114,21 +118,24 @@ def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case]
 
 
 def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCard | None) -> ModelCard:
-    """The card the exported bundle will carry (labels, inputs and pre-processing from data and recipe)."""
+    """The card the exported bundle will carry: network, pre-processing and post-processing from the recipe;
+    labels and inputs from the data, or from the ``--init`` bundle (whose names and terminology a user may
+    have edited) when it fits the data."""
     labels, channels = info.labels, info.channels
-    if init is not None:
-        if [lab.value for lab in init.labels] != sorted(labels) or len(init.inputs) != len(channels):
-            raise MISSUError(
-                f"--init bundle {init.name} has labels {[lab.value for lab in init.labels]} and "
-                f"{len(init.inputs)} input(s); {dataset} has {sorted(labels)} and {len(channels)}"
-            )
-        return init.with_changes(provenance={})
+    if init is not None and (
+        [lab.value for lab in init.labels] != sorted(labels) or len(init.inputs) != len(channels)
+    ):
+        raise MISSUError(
+            f"--init bundle {init.name} has labels {[lab.value for lab in init.labels]} and "
+            f"{len(init.inputs)} input(s); {dataset} has {sorted(labels)} and {len(channels)}"
+        )
     network = preset_config(
         recipe.preset,
+        **(recipe.network or {}),
         in_channels=len(channels),
         out_channels=len(labels) + 1,
         roi_size=recipe.roi_size,
-        student=recipe.student,
+        distillation=recipe.distillation,
     )
     single = len(channels) == 1
     inputs = tuple(
@@ -146,35 +153,50 @@ def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCar
         labels=tuple(label_for(v, labels[v]) for v in sorted(labels)),
         regions=info.regions,
         spacing=recipe.spacing,
+        anti_alias=recipe.anti_alias,
         normalization=recipe.normalization,
         foreground_crop=recipe.foreground_crop,
         overlap=recipe.overlap,
         keep_largest_component=recipe.keep_largest_component,
         min_component_mm3=recipe.min_component_mm3,
         small_label_fallback=recipe.small_label_fallback,
-    )
+    ).with_changes(**({"labels": init.labels, "inputs": init.inputs} if init else {}))
 
 
 def _transforms(card: ModelCard, info: DatasetInfo, recipe: Recipe) -> tuple[Compose, Compose]:
+    """Training (load, pre-process, augment) and validation (load, pre-process) pipelines. Labels become class
+    indices in ``"label"``; with ``soft_labels``, ``"soft"`` holds the one-hot classes resampled linearly
+    (anti-aliased targets for the loss) while ``"label"`` still steers the crops."""
     roi = card.roi_size
     to_class = {value: index for index, value in enumerate(card.class_values)}
     raw = {**to_class, **{raw: to_class[value] for raw, value in info.label_map.items()}}
-    load = [
-        LoadCased(),
-        *preprocessing(card, label_key="label"),
-        MapLabelValued("label", orig_labels=list(raw), target_labels=list(raw.values())),
-    ]
+    to_index = [LoadCased(), MapLabelValued("label", orig_labels=list(raw), target_labels=list(raw.values()))]
+    keys = ["image", "label"]
+    soft = []
+    if recipe.soft_labels:
+        keys.append("soft")
+        soft = [CopyItemsd("label", names="soft"), AsDiscreted("soft", to_onehot=len(card.class_values))]
+    modes = ["bilinear", "nearest", "bilinear"][: len(keys)]
     augment = [
-        SpatialPadd(["image", "label"], spatial_size=roi),
+        SpatialPadd(keys, spatial_size=roi),
         RandCropByPosNegLabeld(
-            ["image", "label"], "label", roi, pos=recipe.positive_fraction, neg=1 - recipe.positive_fraction,
+            keys, "label", roi, pos=recipe.positive_fraction, neg=1 - recipe.positive_fraction,
             num_samples=recipe.crops_per_volume,
         ),
-        *(RandFlipd(["image", "label"], prob=recipe.flip_prob, spatial_axis=axis) for axis in range(3)),
+        *(RandFlipd(keys, prob=recipe.flip_prob, spatial_axis=axis) for axis in range(3)),
+    ]
+    if recipe.affine_prob:
+        angle = math.radians(recipe.rotate_deg)
+        augment.append(RandAffined(keys, prob=recipe.affine_prob, rotate_range=(angle,) * 3,
+                                   scale_range=(recipe.scale_range,) * 3, mode=modes, padding_mode="border"))
+    augment += [
         RandScaleIntensityd("image", factors=recipe.intensity_scale, prob=1.0, channel_wise=True),
         RandShiftIntensityd("image", offsets=recipe.intensity_shift, prob=1.0, channel_wise=True),
     ]
-    return Compose(load + augment), Compose(load)
+    if recipe.noise_prob:
+        augment.append(RandGaussianNoised("image", prob=recipe.noise_prob, std=recipe.noise_std))
+    train = to_index + soft + preprocessing(card, label_key="label", extra_keys=keys[2:]) + augment
+    return Compose(train), Compose(to_index + preprocessing(card, label_key="label"))
 
 
 class Trainer:
@@ -231,26 +253,24 @@ class Trainer:
         torch.manual_seed(recipe.seed)
         model = build_model(self.card.network)
         if init_bundle is not None:
-            missing, unexpected = model.load_state_dict(init_bundle.state_dict, strict=False)
-            if unexpected or any(not k.startswith("distill.") for k in missing):
-                raise MISSUError(f"--init {init}: weights do not fit the network ({missing[:3]}, {unexpected[:3]})")
+            try:
+                model.load_weights(init_bundle.state_dict)
+            except MISSUError as exc:
+                raise MISSUError(f"--init {init}: {exc}") from None
         self.model = model.to(self.device)
         self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.criterion = MISSULoss(
-            ce=recipe.ce, include_background=recipe.include_background, distill_weight=recipe.distill_weight,
-            temperature=recipe.temperature, scale_weights=recipe.scale_weights, aux_weight=recipe.aux_weight,
+            ce=recipe.ce, include_background=recipe.include_background, batch_dice=recipe.batch_dice,
+            distill_weight=recipe.distill_weight, temperature=recipe.temperature, scale_weights=recipe.scale_weights,
+            aux_weight=recipe.aux_weight,
         )
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, amsgrad=True
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda epoch: max(0.0, 1 - epoch / recipe.epochs) ** recipe.poly_power
-        )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and amp_dtype(self.device) == torch.float16)
-        self.progress = Progress()
-        self.resumed = resume
-        if resume:
-            self._restore(load_checkpoint(self.run_dir / "checkpoints" / "last.pt"))
+        checkpoint = load_checkpoint(self.run_dir / "checkpoints" / "last.pt") if resume else None
+        if checkpoint is not None and (changes := recipe.changes_from(json.loads(checkpoint["recipe"]))):
+            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
+            raise MISSUError(
+                f"{self.run_dir}: the recipe differs from the one this run started with ({listed}); resume with "
+                f"the same settings, or start a new run from this one's weights with --init"
+            )
 
         train_tf, self.val_tf = _transforms(self.card, self.info, recipe)
         self.train_ds = CacheDataset(
@@ -260,6 +280,21 @@ class Trainer:
             _as_dicts(self.val_cases[self.rank :: self.world]), self.val_tf, cache_rate=recipe.cache_rate, progress=False
         )
         self.sampler = DistributedSampler(self.train_ds, self.world, self.rank, seed=recipe.seed) if self.world > 1 else None
+        self.steps_per_epoch = math.ceil(len(self.train_ds) / self.world / recipe.batch_size)
+        self.total_steps = recipe.epochs * self.steps_per_epoch
+
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, amsgrad=True
+        )
+        # Poly decay per step over the whole run, fixed at its start (a resumed run refuses another length).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: max(0.0, 1 - step / self.total_steps) ** recipe.poly_power
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and amp_dtype(self.device) == torch.float16)
+        self.progress = Progress()
+        self.resumed = resume
+        if checkpoint is not None:
+            self._restore(checkpoint)
 
     # -- checkpoints ------------------------------------------------------------------------------------
 
@@ -318,19 +353,26 @@ class Trainer:
             num_workers=self.recipe.num_workers, generator=generator,
         )
 
+    def _distill_factor(self) -> float:
+        """Lambda's warm-up ramp: the teacher must learn something before the student is pulled towards it."""
+        ramp = self.recipe.distill_warmup * self.total_steps
+        return min(1.0, self.progress.global_step / ramp) if ramp > 0 else 1.0
+
     def _autocast(self):
         return autocast(self.device, enabled=self.amp)
 
     def _step(self, batch: dict) -> dict[str, float]:
-        image, label = batch["image"].to(self.device), batch["label"].to(self.device)
+        image = _plain(batch["image"]).to(self.device)
+        target = _plain(batch.get("soft", batch["label"])).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         try:
             with self._autocast():
-                output = self.net(image.as_tensor() if hasattr(image, "as_tensor") else image)
-            loss, parts = self.criterion(_float(output), label.as_tensor() if hasattr(label, "as_tensor") else label)
+                output = self.net(image)
+            loss, parts = self.criterion(_float(output), target, self._distill_factor())
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.scheduler.step()
         except torch.OutOfMemoryError:
             raise MISSUError(
                 f"out of memory on {self.device} with batch {self.recipe.batch_size}x{self.recipe.crops_per_volume} "
@@ -369,8 +411,7 @@ class Trainer:
             return self._run(stop)
 
     def _run(self, stop: Stop) -> Path | None:
-        recipe, p = self.recipe, self.progress
-        steps = math.ceil(len(self.train_ds) / self.world / recipe.batch_size)
+        recipe, p, steps = self.recipe, self.progress, self.steps_per_epoch
         self.events.emit(
             "start", run_dir=str(self.run_dir), preset=self.card.preset, epochs=recipe.epochs, steps_per_epoch=steps,
             train_cases=len(self.train_cases), val_cases=len(self.val_cases), skipped=self.skipped,
@@ -400,7 +441,6 @@ class Trainer:
                     return self._cancel(time.perf_counter() - epoch_start)
                 if recipe.checkpoint_every and p.global_step % recipe.checkpoint_every == 0:
                     self._save("last")
-            self.scheduler.step()
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
             p.seconds += time.perf_counter() - epoch_start
             means = {k: v / max(count, 1) for k, v in sums.items()}
@@ -448,6 +488,11 @@ class Trainer:
 
 def _as_dicts(cases: list[Case]) -> list[dict]:
     return [{"image": list(c.images), "label": c.label} for c in cases]
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A batch tensor without MONAI metadata (cheaper, and what the network and loss expect)."""
+    return tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
 
 
 def _float(output):
