@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
@@ -13,9 +14,14 @@ def pick_device(device: str = "auto") -> torch.device:
     """``auto`` takes CUDA when present; asking for CUDA without it is a clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise MISSUError(f"device {device!r}: choose auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MISSUError(f"device {device!r}: no CUDA GPU is available to this PyTorch ({torch.__version__})")
-    return torch.device(device)
+    chosen = torch.device(device)
+    if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise MISSUError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return chosen
 
 
 def cpu_has_amx() -> bool:

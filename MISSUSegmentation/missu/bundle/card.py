@@ -19,6 +19,7 @@ from ..network.presets import MISSUConfig
 
 CARD_VERSION = 1
 CARD_FILE, WEIGHTS_FILE = "card.json", "model.safetensors"
+SCHEMA_FILE = Path(__file__).with_name("card.schema.json")  # every field's type, range and meaning
 # Slicer's terminology contexts that hold every code we use (the General Anatomy list has no left atrium).
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
@@ -127,23 +128,46 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "card") -> ModelCard:
+        validate_card(data, source)
         data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := set(data) - known:
             raise MISSUError(f"{source}: unknown card fields {sorted(unknown)}")
         try:
-            data["network"] = MISSUConfig.from_dict(data["network"])
+            try:
+                data["network"] = MISSUConfig.from_dict(data["network"])
+            except MISSUError as exc:
+                raise MISSUError(f"{source}: network: {exc}") from None
             data["inputs"] = tuple(Channel(**{**c, "aliases": tuple(c.get("aliases", ()))}) for c in data["inputs"])
             data["labels"] = tuple(_label(lab) for lab in data["labels"])
             data["regions"] = {k: tuple(v) for k, v in data.get("regions", {}).items()}
             if data.get("spacing") is not None:
                 data["spacing"] = tuple(float(s) for s in data["spacing"])
             return cls(**data)
-        except (KeyError, TypeError) as exc:
+        except MISSUError as exc:
+            message = str(exc)
+            raise MISSUError(message if message.startswith(source) else f"{source}: {message}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MISSUError(f"{source}: malformed model card ({type(exc).__name__}: {exc})") from None
 
     def with_changes(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)
+
+
+def validate_card(data: Any, source: str = "card") -> None:
+    """Check card data against ``card.schema.json`` (JSON Schema, with the ``jsonschema`` library); the first
+    problem is raised naming the file and the field. Where ``jsonschema`` is not installed yet (a fresh Slicer
+    before the panel's Install, where a card is only shown, never run), only the dataclass checks apply."""
+    try:
+        import jsonschema
+    except ImportError:
+        return
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        meaning = error.schema.get("description") if isinstance(error.schema, dict) else None
+        raise MISSUError(f"{source}: {field or 'card'}: {error.message}" + (f" ({meaning})" if meaning else ""))
 
 
 def _label(data: dict[str, Any]) -> Label:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from pathlib import Path
 
@@ -40,21 +41,44 @@ def bundled_models() -> dict[str, Path]:
     return found
 
 
+def _registry_entries(registry: Path) -> dict[str, dict]:
+    """The checked entries of one ``registry.json``."""
+    try:
+        models = json.loads(registry.read_text()).get("models", {})
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise MISSUError(f"{registry}: not a model registry ({exc})") from None
+    for name, entry in models.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("url"), str)
+                and re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256", "")))):
+            raise MISSUError(f"{registry}: model {name!r} needs a 'url' and a 'sha256' (64 hex digits)")
+    return models
+
+
 def remote_models() -> dict[str, dict]:
     """Entries of every ``registry.json``: ``{"name": {"url": ..., "sha256": ..., "description": ...}}``."""
     entries: dict[str, dict] = {}
     for folder in model_dirs():
         registry = folder / REGISTRY_FILE
         if registry.is_file():
-            for name, entry in json.loads(registry.read_text()).get("models", {}).items():
+            for name, entry in _registry_entries(registry).items():
                 entries.setdefault(name, entry)
     return entries
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _download(name: str, entry: dict) -> Path:
     target = cache_dir() / "models" / f"{name}-{entry['sha256'][:12]}.zip"
     if target.is_file():
-        return target
+        if _sha256(target) == entry["sha256"]:
+            return target
+        target.unlink()  # damaged in the cache: fetch it again
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     digest = hashlib.sha256()

@@ -6,9 +6,11 @@ import _thread
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 
+from .. import __version__
 from ..errors import MISSUError
 from . import dataset, evaluate, export, info, segment, train
 
@@ -17,6 +19,7 @@ COMMANDS = (segment, evaluate, train, export, dataset, info)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="missu", description="MISSU 3D medical image segmentation.")
+    parser.add_argument("--version", action="version", version=f"missu {__version__}")
     parser.add_argument("--stdin-control", action="store_true",
                         help="stop cleanly (as on Ctrl-C) when stdin reads 'stop' or closes: how the Slicer panel "
                              "cancels on every platform")
@@ -34,8 +37,22 @@ def _watch_stdin() -> None:
     _thread.interrupt_main()
 
 
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # so that partial outputs are removed on the way out (training has its own handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.stdin_control:  # inside the try: a stop may come at once
             threading.Thread(target=_watch_stdin, daemon=True).start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.datasets import dataset_info, load_cases, remap_labels
+from ..data.datasets import check_case, dataset_info, load_cases, remap_labels
 from ..data.images import read_image
 from ..errors import MISSUError
 from ..evaluation import case_metrics, summarize
@@ -39,16 +39,25 @@ def run(args: argparse.Namespace) -> int:
     only = card.provenance.get("validation_cases") if args.validation_only else None
     if args.validation_only and not only:
         raise MISSUError(f"model {card.name}: its card records no validation cases; drop --validation-only")
-    cases = load_cases(args.dataset, key=args.key, only=only)
+    cases = load_cases(args.dataset, key=args.key, only=only, missing_ok=True)
     label_map = dataset_info(args.dataset).label_map
-    per_case = {}
+    label_values = [lab.value for lab in card.labels] + list(label_map)
+    per_case, skipped = {}, {name: "not in the dataset" for name in sorted(set(only or ()) - {c.name for c in cases})}
     for case in tqdm(cases, desc="evaluate", unit="case", disable=None, file=sys.stderr):
+        if (reason := check_case(case, label_values)) is not None:  # the same checks as training
+            skipped[case.name] = reason
+            continue
         result = segmenter.segment_files(case.images)
         truth = remap_labels(read_image(case.label, label=True), label_map)
         per_case[case.name] = case_metrics(result.labels, truth, card)
+    for name, reason in skipped.items():
+        print(f"missu evaluate: skipped case {name}: {reason}", file=sys.stderr)
+    if not per_case:
+        raise MISSUError(f"{args.dataset}: no case could be evaluated ({len(skipped)} skipped)")
     summary = summarize(per_case)
     if args.json:
-        print(json.dumps({"model": card.name, "dataset": str(args.dataset), "cases": per_case, "mean": summary}, indent=2))
+        print(json.dumps({"model": card.name, "dataset": str(args.dataset), "cases": per_case, "mean": summary,
+                          "skipped": skipped}, indent=2))
         return 0
     header = f"{'case':28} {'segment':16} {'Dice%':>6} {'Jacc%':>6} {'HD95':>6} {'ASD':>6} {'HD95mm':>6} {'ASDmm':>6}"
     print(header)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.atomic import check_writable
+from ..data.atomic import check_outputs
 from ..data.cases import cases_from_csv, cases_from_folder, match_channels
 from ..data.segfile import write_image, write_seg_nrrd
 from ..errors import MISSUError
@@ -41,10 +41,8 @@ def _summary_line(case: str, result) -> str:
 
 
 def _segment_case(segmenter: Segmenter, case: str, inputs: list[str], outputs: dict, args, progress=None) -> dict:
-    for path in outputs.values():
-        if path is not None:
-            check_writable(path, args.overwrite)  # refuse before spending time on inference
     paths = match_channels(segmenter.card, inputs)
+    check_outputs(outputs, paths, args.overwrite)  # refuse before spending time on inference
     result = segmenter.segment_files(paths, uncertainty=outputs.get("uncertainty") is not None, progress=progress)
     write_seg_nrrd(result.labels, segmenter.card, outputs["segmentation"], args.overwrite)
     if outputs.get("labels"):
@@ -62,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter(args.model, device=args.device, tta=args.tta or bool(args.uncertainty_out),
                           overlap=args.overlap)
     if args.input:
-        if not args.output.name.endswith(".seg.nrrd"):
-            raise MISSUError(f"{args.output}: the segmentation output must end in .seg.nrrd")
         outputs = {"segmentation": args.output, "labels": args.label_out, "uncertainty": args.uncertainty_out}
         if args.json:  # machine-readable progress for the Slicer panel, one JSON event per line
             def progress(fraction: float, message: str) -> None:

@@ -14,7 +14,7 @@ from monai.data import load_decathlon_datalist
 
 from ..errors import MISSUError
 from .cases import image_stem
-from .geometry import array_xyz, same_grid
+from .geometry import array_xyz, grid_difference
 from .images import read_channels, read_image
 
 
@@ -25,8 +25,10 @@ class Case:
     label: str | None
 
 
-def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence[str] | None = None) -> list[Case]:
-    """Cases of ``dataset`` under ``key``; ``only`` keeps those whose name is listed."""
+def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence[str] | None = None,
+               missing_ok: bool = False) -> list[Case]:
+    """Cases of ``dataset`` under ``key``; ``only`` keeps those whose name is listed (all of them must be
+    there unless ``missing_ok``)."""
     dataset = Path(dataset)
     if not dataset.is_file():
         raise MISSUError(f"{dataset}: no such dataset file")
@@ -43,7 +45,7 @@ def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence
     if only is not None:
         wanted = set(only)
         cases = [c for c in cases if c.name in wanted]
-        if missing := wanted - {c.name for c in cases}:
+        if (missing := wanted - {c.name for c in cases}) and not missing_ok:
             raise MISSUError(f"{dataset}: cases {sorted(missing)[:5]} named by the model card are not in '{key}'")
     return cases
 
@@ -93,7 +95,8 @@ def dataset_info(dataset: str | os.PathLike) -> DatasetInfo:
 
 
 def check_case(case: Case, label_values: Sequence[int]) -> str | None:
-    """Why ``case`` cannot be used for training (missing, unreadable, mismatched, undeclared labels), or None.
+    """Why ``case`` cannot be used for training or evaluation (missing, unreadable, mismatched, undeclared
+    labels), or None.
 
     ``label_values``: every raw value the label files may hold (declared and remapped ones)."""
     if case.label is None:
@@ -103,8 +106,8 @@ def check_case(case: Case, label_values: Sequence[int]) -> str | None:
         label = read_image(case.label, label=True)
     except MISSUError as exc:
         return str(exc)
-    if not same_grid(label, reference):
-        return f"{case.label}: label grid {label.GetSize()} differs from its image {case.images[0]} {reference.GetSize()}"
+    if difference := grid_difference(label, reference):
+        return f"{case.label}: the label's grid differs from its image {case.images[0]}: {difference}"
     found = set(np.unique(array_xyz(label)).tolist()) - {0}
     if undeclared := found - set(label_values):
         return f"{case.label}: label values {sorted(undeclared)} are not declared in the dataset"

@@ -42,14 +42,26 @@ def image_from_ras(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     return image
 
 
+def grid_difference(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> str | None:
+    """How the voxel grid of ``a`` differs from ``b``'s in physical space (size, spacing, direction, origin),
+    or None when they agree within ``tolerance`` (mm for origin, relative for spacing)."""
+    def fmt(values) -> str:
+        return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+    if a.GetSize() != b.GetSize():
+        return f"size {a.GetSize()} instead of {b.GetSize()}"
+    if not np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=tolerance, atol=0):
+        return f"spacing {fmt(a.GetSpacing())} mm instead of {fmt(b.GetSpacing())} mm"
+    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance):
+        return f"direction {fmt(a.GetDirection())} instead of {fmt(b.GetDirection())}"
+    if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * max(a.GetSpacing())):
+        return f"origin {fmt(a.GetOrigin())} mm instead of {fmt(b.GetOrigin())} mm"
+    return None
+
+
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:
-    """Same voxel grid in physical space, within ``tolerance`` (mm for origin, relative for spacing)."""
-    return (
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=tolerance, atol=0)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * max(a.GetSpacing()))
-    )
+    """Same voxel grid in physical space, within ``tolerance`` (see :func:`grid_difference`)."""
+    return grid_difference(a, b, tolerance) is None
 
 
 def physical_box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:

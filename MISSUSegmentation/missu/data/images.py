@@ -21,9 +21,26 @@ log = logging.getLogger(__name__)
 MIN_OVERLAP = 0.5  # channels covering less of the first channel than this are refused
 
 
+def _check_nifti_voxels(path: Path) -> None:
+    """SimpleITK's NIfTI reader fills the missing voxels of a file cut short and turns NaN into 0 (NRRD and
+    MetaImage readers refuse the first and keep the second). Read the stored voxels with nibabel, which
+    verifies the compressed stream and the data size, and refuse both."""
+    import nibabel as nib
+
+    try:
+        stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
+    except Exception as exc:  # nibabel raises EOFError, zlib/gzip and ValueError errors for damaged data
+        detail = " ".join(str(exc).split())
+        raise MISSUError(f"{path}: the voxel data are damaged or cut short ({type(exc).__name__}: {detail})") from None
+    if stored.dtype.kind == "f" and not np.isfinite(stored).all():
+        raise MISSUError(f"{path}: holds NaN or infinite values")
+
+
 def _read(path: Path) -> sitk.Image:
     if not path.exists():
         raise MISSUError(f"{path}: no such file or folder")
+    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_voxels(path)
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
@@ -36,8 +53,13 @@ def _read(path: Path) -> sitk.Image:
             return reader.Execute()
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:  # SimpleITK's error for unreadable files
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise MISSUError(f"{path}: cannot read image ({first})") from None
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = next((line for line in lines if "not read completely" in line or "expected" in line), None)
+        if detail:
+            raise MISSUError(f"{path}: the voxel data are cut short ({detail})") from None
+        if lines and "No such file" in lines[-1]:  # MetaIO's words for data it could not read from a file that exists
+            raise MISSUError(f"{path}: cannot read image (the file is damaged or its voxel data are cut short)") from None
+        raise MISSUError(f"{path}: cannot read image ({lines[-1] if lines else 'unreadable'})") from None
 
 
 def check_image(image: sitk.Image, path: Path | str, label: bool = False) -> None:
