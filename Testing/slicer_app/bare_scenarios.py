@@ -12,7 +12,8 @@ import pytest
 from app import Harness
 
 RELEASE = os.environ["MISSU_SLICER_RELEASE"]
-CORE_PACKAGES = ("torch", "monai", "nibabel", "einops", "safetensors", "pyyaml", "tqdm", "matplotlib", "slicerio")
+CORE_PACKAGES = ("torch", "monai", "nibabel", "einops", "safetensors", "pyyaml", "tqdm", "matplotlib", "slicerio",
+                 "jsonschema")
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def harness():
 
 
 def test_this_environment_is_a_bare_slicer():
-    for name in ("torch", "monai", "nibabel", "safetensors", "yaml", "slicerio"):
+    for name in ("torch", "monai", "nibabel", "safetensors", "yaml", "slicerio", "jsonschema"):
         assert importlib.util.find_spec(name) is None, f"{name} is installed: not a bare Slicer"
 
 

@@ -28,7 +28,11 @@ def _check_nifti_voxels(path: Path) -> None:
     import nibabel as nib
 
     try:
-        stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
+        proxy = nib.load(str(path)).dataobj
+    except Exception:  # no NIfTI header nibabel can parse: SimpleITK's reader reports the file
+        return
+    try:
+        stored = np.asanyarray(proxy.get_unscaled())
     except Exception as exc:  # nibabel raises EOFError, zlib/gzip and ValueError errors for damaged data
         detail = " ".join(str(exc).split())
         raise MISSUError(f"{path}: the voxel data are damaged or cut short ({type(exc).__name__}: {detail})") from None

@@ -41,7 +41,7 @@ def preprocessing(card: ModelCard, label_key: str | None = None, extra_keys: lis
     if card.spacing:
         if card.anti_alias:
             steps.append(AntiAliasd("image", card.spacing))
-        steps.append(Spacingd(keys, pixdim=card.spacing, mode=modes))
+        steps.append(Spacingd(keys, pixdim=card.spacing, mode=modes, dtype=torch.float32))
     if card.normalization != "none":
         steps.append(NormalizeIntensityd("image", nonzero=card.normalization == "zscore-nonzero", channel_wise=True))
     return steps

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import os
@@ -24,12 +23,12 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import Compose
 
 from ..bundle import Bundle, ModelCard, load_bundle, resolve_bundle
-from ..data.geometry import array_xyz, image_from_ras, image_from_xyz, ras_affine
+from ..data.geometry import image_from_ras, ras_affine
 from ..data.images import align_channels, check_image, read_channels
 from ..data.transforms import preprocessing
 from ..devices import autocast, pick_device
 from ..errors import MISSUError
-from .postprocess import clean, segment_volumes, to_label_values
+from .postprocess import clean, segment_volumes
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,7 @@ def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> i
     return len(dense_patch_slices(size, roi, interval))
 
 
+MAX_WORKING_VOXELS = 512**3  # on the model's grid; more is not an image this engine should try to allocate
 FLIPS = [axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n)]  # 8 flips, identity first
 
 
@@ -117,23 +117,26 @@ class Segmenter:
         names = list(names or [f"{c.name} (channel {i + 1})" for i, c in enumerate(self.card.inputs)])
         for image, name in zip(channels, names):
             check_image(image, name)
-        channels = align_channels([sitk.Cast(c, sitk.sitkFloat32) for c in channels], names)
+        channels = align_channels(
+            [c if c.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(c, sitk.sitkFloat32) for c in channels], names
+        )
         report = progress or (lambda fraction, message: None)
+        reference = channels[0]
+        self._check_working_grid(reference, names[0])
 
         report(0.0, "pre-processing")
-        reference = channels[0]
-        image = MetaTensor(torch.from_numpy(np.stack([array_xyz(c) for c in channels])), affine=ras_affine(reference))
-        data = self.preprocess({"image": image})
+        # one copy of the voxels (the stack of views); the channels themselves are not needed any more
+        stacked = np.stack([sitk.GetArrayViewFromImage(c).transpose(2, 1, 0) for c in channels])
+        channels = None
+        data = self.preprocess({"image": MetaTensor(torch.from_numpy(stacked), affine=ras_affine(reference))})
+        del stacked
         probabilities, variance = self._infer(data["image"], uncertainty, report, cancel)
 
         report(0.95, "post-processing")
-        maps = probabilities if variance is None else torch.cat([probabilities, variance])
-        on_input = self._to_input_grid(maps, data)
-        classes = len(self.card.class_values)
-        labels = clean(image_from_xyz(to_label_values(on_input[:classes], self.card), reference), self.card)
-        uncertainty_image = None
-        if variance is not None:
-            uncertainty_image = image_from_xyz(on_input[classes].numpy(), reference)
+        affine = np.asarray(data["image"].affine, dtype=float)
+        del data
+        labels = clean(labels_on_grid(probabilities, affine, reference, self.card), self.card)
+        uncertainty_image = None if variance is None else resample_onto(variance[0], affine, reference)
         report(1.0, "done")
         return SegmentationResult(
             labels=labels,
@@ -149,6 +152,19 @@ class Segmenter:
         wanted = [c.name for c in self.card.inputs]
         if given != len(wanted):
             raise MISSUError(f"model {self.card.name} takes {len(wanted)} input(s) ({', '.join(wanted)}); got {given}")
+
+    def _check_working_grid(self, image: sitk.Image, name: str) -> None:
+        """Refuse a header spacing that would make the model's grid absurd (a damaged or mistyped header)."""
+        if not self.card.spacing:
+            return
+        extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
+        grid = extent / np.array(self.card.spacing)
+        if grid.min() < 1 or grid.prod() > MAX_WORKING_VOXELS:
+            raise MISSUError(
+                f"{name}: its spacing {tuple(round(s, 6) for s in image.GetSpacing())} mm makes a "
+                f"{' x '.join(f'{g:.3g}' for g in grid)} grid at the model's {self.card.spacing} mm; "
+                "check the spacing in the file's header"
+            )
 
     def _autocast(self):
         return autocast(self.device, enabled=self.amp)
@@ -188,8 +204,31 @@ class Segmenter:
             variance = (total_sq / len(flips) - mean * mean).clamp_min(0).sum(dim=0, keepdim=True)
         return mean, variance
 
-    def _to_input_grid(self, values: torch.Tensor, data: dict) -> torch.Tensor:
-        """Undo the pre-processing's spatial steps (orientation, crop, spacing) on a (C, ...) tensor."""
-        tensor = MetaTensor(values, affine=data["image"].affine)
-        tensor.applied_operations = copy.deepcopy(data["image"].applied_operations)
-        return self.preprocess.inverse({"image": tensor})["image"].as_tensor()
+
+
+def resample_onto(values: torch.Tensor, affine: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """One channel ``[i, j, k]`` on the pre-processed grid (voxel-to-RAS ``affine``), linearly resampled onto
+    ``reference``'s grid in physical space: orientation, crop and spacing undone in one step, by SimpleITK,
+    which computes each output voxel in place (no coordinate grid in memory). Outside the source: 0."""
+    source = image_from_ras(values.float().numpy(), affine)
+    return sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def labels_on_grid(probabilities: torch.Tensor, affine: np.ndarray, reference: sitk.Image, card: ModelCard) -> sitk.Image:
+    """The card's label values on ``reference``'s grid: the argmax of the class probabilities resampled there,
+    one class at a time (memory: two float maps and the labels, whatever the number of classes). Voxels the
+    pre-processed grid does not cover (cropped away as empty) are background."""
+    best = index = None
+    for cls, channel in enumerate(probabilities):
+        p = sitk.GetArrayFromImage(resample_onto(channel, affine, reference))  # [k, j, i]
+        if best is None:
+            best, index = p, np.zeros(p.shape, np.uint8 if len(card.class_values) < 256 else np.uint16)
+            continue
+        higher = p > best  # ties keep the earlier class, as argmax does
+        index[higher] = cls
+        np.maximum(best, p, out=best)
+        del p, higher
+    values = np.asarray(card.class_values, dtype=np.uint16 if max(card.class_values) > 255 else np.uint8)[index]
+    labels = sitk.GetImageFromArray(values)
+    labels.CopyInformation(reference)
+    return labels

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from ..bundle.card import ModelCard
 from ..data.geometry import array_xyz, image_from_xyz
-
-
-def to_label_values(probabilities: torch.Tensor, card: ModelCard) -> np.ndarray:
-    """Argmax over classes, then class index -> the card's label value; array ``[i, j, k]``."""
-    lookup = torch.tensor(card.class_values, dtype=torch.int16)
-    return lookup[probabilities.argmax(dim=0).cpu()].numpy().astype(np.uint16 if max(card.class_values) > 255 else np.uint8)
 
 
 def clean(labels: sitk.Image, card: ModelCard) -> sitk.Image:
