@@ -20,7 +20,7 @@ from conftest import shared_data
 from missu.bundle import read_card
 from missu.bundle.registry import resolve_bundle
 from missu.cli import main
-from missu.data.atomic import atomic_path
+from missu.data.atomic import HOST, atomic_path
 from missu.data.images import read_image
 from missu.errors import MISSUError
 
@@ -177,30 +177,45 @@ def test_interrupted_writes_leave_no_temporary_file(tmp_path):
     # A writer killed outright (SIGKILL) leaves its file; the next write into the folder removes it.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".partial-{dead.pid}-abcd1234-old.nii.gz"
+    stale = tmp_path / f".partial-{HOST}-{dead.pid}-abcd1234-old.nii.gz"
+    elsewhere = tmp_path / f".partial-otherhost-{dead.pid}-abcd1234-old.nii.gz"  # a shared folder: not ours
+    elsewhere.write_bytes(b"theirs")
     stale.write_bytes(b"half")
     with atomic_path(target) as temporary:
         temporary.write_bytes(b"whole")
-    assert target.read_bytes() == b"whole" and not _leftovers(tmp_path)
+    assert target.read_bytes() == b"whole" and _leftovers(tmp_path) == [elsewhere.name]
 
 
-def test_sigterm_during_segmentation_removes_partial_outputs(make_bundle, tmp_path):
+SLOW_WRITER = """
+import sys, time
+import slicerio
+from missu.cli import main
+
+def slow_write(path, segmentation):  # half a file, then a pause in which the test sends SIGTERM
+    open(path, "wb").write(b"NRRD0004 half")
+    print("writing", flush=True)
+    time.sleep(60)
+
+slicerio.write_segmentation = slow_write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_writing_removes_the_partial_file(make_bundle, tmp_path):
     image = tmp_path / "image.nii.gz"
-    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((160, 160, 160), dtype=np.float32)),
-                    str(image))
-    out = tmp_path / "out.seg.nrrd"
+    sitk.WriteImage(_volume(), str(image))
+    out = tmp_path / "out" / "result.seg.nrrd"
     process = subprocess.Popen(
-        [sys.executable, "-m", "missu", "segment", "--model", str(make_bundle(overlap=0.75)), "--input", str(image),
-         "--output", str(out), "--label-out", str(tmp_path / "labels.nii.gz"), "--json"],
+        [sys.executable, "-c", SLOW_WRITER, "segment", "--model", str(make_bundle()), "--input", str(image),
+         "--output", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    for line in process.stdout:
-        if json.loads(line)["event"] == "progress":
-            process.send_signal(signal.SIGTERM)
-            break
-    assert process.wait(timeout=120) == 130
+    assert process.stdout.readline().strip() == "writing"
+    assert _leftovers(out.parent), "the write is under way: its temporary file exists"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
     assert "missu segment: cancelled" in process.stderr.read()
-    assert not out.exists() and not _leftovers(tmp_path)
+    assert not out.exists() and not _leftovers(out.parent)
 
 
 def test_evaluate_skips_and_lists_bad_cases_like_training(make_bundle, tmp_path, capsys):

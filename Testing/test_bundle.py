@@ -62,10 +62,10 @@ def test_card_that_disagrees_with_weights_is_refused(make_bundle):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c.pop("labels"), "malformed model card"),
-        (lambda c: c.update(colour="red"), "unknown card fields"),
-        (lambda c: c.update(labels=[]), "0 labels"),
-        (lambda c: c["network"].update(layers=3), "unknown network settings"),
+        (lambda c: c.pop("labels"), "card: 'labels' is a required property"),
+        (lambda c: c.update(colour="red"), r"card: Additional properties are not allowed \('colour' was unexpected\)"),
+        (lambda c: c.update(labels=[]), r"labels: \[\] should be non-empty"),
+        (lambda c: c["network"].update(layers=3), r"network: Additional properties .*'layers' was unexpected"),
     ],
 )
 def test_malformed_cards_are_refused(make_bundle, edit, message):
@@ -125,5 +125,12 @@ def test_registry_download_is_verified(make_bundle, tmp_path, monkeypatch):
 
 def test_card_checks_its_own_consistency():
     card = small_card()
+    label = card.labels[0].__dict__
+    with pytest.raises(MISSUError, match=r"labels\[0\]\.value: 0 is less than the minimum of 1"):
+        ModelCard.from_dict({**card.to_dict(), "labels": [label | {"value": 0}]})
+    with pytest.raises(MISSUError, match="2 labels \\+ background but the network has 2 outputs"):
+        ModelCard.from_dict({**card.to_dict(), "labels": [label, label | {"value": 2}]})
+    two = card.to_dict()
+    two["network"]["out_channels"] = 3
     with pytest.raises(MISSUError, match="label values must be unique"):
-        ModelCard.from_dict({**card.to_dict(), "labels": [card.labels[0].__dict__ | {"value": 0}]})
+        ModelCard.from_dict({**two, "labels": [label, label]})

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from conftest import MODULE_DIR, shared_data
 from missu.bundle.card import ModelCard
 from missu.cli import main
 from missu.data.datasets import dataset_info
-from missu.training.recipe import load_recipe
-from missu.training.trainer import _draft_card
+from missu.errors import MISSUError
+from missu.training.recipe import Recipe, load_recipe
+from missu.training.trainer import _draft_card, _transforms
 
 RECIPES = MODULE_DIR / "Resources" / "Recipes"
 
@@ -35,3 +37,45 @@ def test_brats_recipe_and_import_give_the_papers_card(tmp_path):
     assert card.preset == "missu" and card.network.roi_size == (128, 128, 128) and card.network.distillation
     shipped = ModelCard.from_dict(json.loads((RECIPES / "brats.card.json").read_text()))
     assert shipped.to_dict() == card.with_changes(name="brats", description=shipped.description).to_dict()
+
+
+def _la_dataset(tmp_path, cases=("la_06SR5RBREL16DQ6M8LWS",)):
+    root = shared_data("la2018")
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({
+        "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "LGE-MRI"},
+        "training": [{"image": str(root / f"imagesTr/{c}.nii.gz"), "label": str(root / f"labelsTr/{c}.nii.gz")}
+                     for c in cases],
+    }))
+    return dataset
+
+
+def test_the_distillation_setting_follows_the_preset_unless_the_recipe_says(tmp_path):
+    dataset = _la_dataset(tmp_path)
+    info = dataset_info(dataset)
+    card = lambda **settings: _draft_card(dataset, info, Recipe(**settings), None)  # noqa: E731
+    assert card(preset="missu").network.distillation
+    assert not card(preset="transbts").network.distillation, "the baseline preset trains without the teacher"
+    assert not card(preset="missu", distillation=False).network.distillation
+    assert card(preset="missu-small", network={"dropout": 0.0}).network.dropout == 0.0
+    with pytest.raises(MISSUError, match=r"unknown network settings \['layers'\]"):
+        card(preset="missu", network={"layers": 3})
+
+
+def test_soft_labels_are_class_probabilities_everywhere_even_in_padding(tmp_path):
+    dataset = _la_dataset(tmp_path)
+    info = dataset_info(dataset)
+    recipe = Recipe(preset="missu-small", spacing=(1.25, 1.25, 1.25), soft_labels=True, anti_alias=True,
+                    roi_size=(128, 96, 64), crops_per_volume=2, affine_prob=1.0, rotate_deg=10, scale_range=0.1)
+    card = _draft_card(dataset, info, recipe, None)
+    train, _ = _transforms(card, info, recipe)
+    train.set_random_state(seed=0)
+    case = {"image": [str(shared_data("la2018/imagesTr/la_06SR5RBREL16DQ6M8LWS.nii.gz"))],
+            "label": str(shared_data("la2018/labelsTr/la_06SR5RBREL16DQ6M8LWS.nii.gz"))}
+    for crop in train(case):
+        soft, label = crop["soft"].as_tensor(), crop["label"].as_tensor()[0]
+        assert soft.shape == (2, 128, 96, 64)  # larger than the case at 1.25 mm: padded
+        torch.testing.assert_close(soft.sum(0), torch.ones_like(soft[0]), atol=1e-5, rtol=0)
+        assert 0 < ((soft[1] > 0) & (soft[1] < 1)).sum(), "soft targets at the boundary"
+        agree = ((soft[1] > 0.5) == (label == 1)).float().mean()
+        assert agree > 0.97, f"soft and hard labels disagree on {1 - agree:.1%} of the voxels"

@@ -184,7 +184,8 @@ def test_bad_cases_are_listed_and_skipped(tiny_la, tmp_path):
     skipped = events[0]["skipped"]
     assert len(skipped) == 3, skipped
     assert "no such file" in skipped["absent"] and "cannot read image" in skipped["corrupt"]
-    assert "label grid" in skipped[f"{LA_CASES[0]}_2"]  # the same image listed twice gets a numbered name
+    assert "grid differs from its image" in skipped[f"{LA_CASES[0]}_2"]  # the same image listed twice: numbered name
+    assert "size (199, 143, 88) instead of (183, 140, 88)" in skipped[f"{LA_CASES[0]}_2"]
     assert "skipping case absent" in stderr
 
 

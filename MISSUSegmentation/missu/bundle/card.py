@@ -162,11 +162,15 @@ def validate_card(data: Any, source: str = "card") -> None:
         import jsonschema
     except ImportError:
         return
+    try:
+        data = json.loads(json.dumps(data))  # as read from a file (tuples of in-memory cards become lists)
+    except (TypeError, ValueError) as exc:
+        raise MISSUError(f"{source}: not JSON data ({exc})") from None
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-        meaning = error.schema.get("description") if isinstance(error.schema, dict) else None
+        meaning = error.schema.get("description") if field and isinstance(error.schema, dict) else None
         raise MISSUError(f"{source}: {field or 'card'}: {error.message}" + (f" ({meaning})" if meaning else ""))
 
 

@@ -44,9 +44,11 @@ def bundled_models() -> dict[str, Path]:
 def _registry_entries(registry: Path) -> dict[str, dict]:
     """The checked entries of one ``registry.json``."""
     try:
-        models = json.loads(registry.read_text()).get("models", {})
-    except (json.JSONDecodeError, AttributeError) as exc:
+        models = json.loads(registry.read_text(encoding="utf-8")).get("models", {})
+    except (ValueError, AttributeError) as exc:  # JSON and UTF-8 errors are ValueErrors
         raise MISSUError(f"{registry}: not a model registry ({exc})") from None
+    if not isinstance(models, dict):
+        raise MISSUError(f"{registry}: 'models' must map names to {{'url': ..., 'sha256': ...}}")
     for name, entry in models.items():
         if not (isinstance(entry, dict) and isinstance(entry.get("url"), str)
                 and re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256", "")))):

@@ -7,13 +7,15 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import MISSUError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats SimpleITK writes
-PARTIAL = re.compile(r"^\.partial-(\d+)-[0-9a-f]+-")
+PARTIAL = re.compile(r"^\.partial-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]{8}-")
+HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
@@ -53,13 +55,15 @@ def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[str | os.Pat
 
 
 def _remove_stale_partials(folder: Path) -> None:
-    """Temporary files of writers that were killed (SIGKILL, power loss): their process no longer exists."""
+    """Temporary files of writers on this machine that were killed (SIGKILL, power loss): their process no
+    longer exists. Files of other machines (a shared folder) are left alone."""
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
         match = PARTIAL.match(entry.name)
-        if match and not _alive(int(match.group(1))):
-            entry.unlink(missing_ok=True)
+        if match and match["host"] == HOST and entry.is_file() and not _alive(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def _alive(pid: int) -> bool:
@@ -79,12 +83,13 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     """Yield a temporary path beside ``path`` (same extension, so writers pick the same format) that is
     renamed onto ``path`` when the block succeeds and deleted when it raises or is interrupted (Ctrl-C, and
     SIGTERM, which the command line turns into the same interruption). A writer killed outright leaves its
-    temporary file, named with its process id; the next write into that folder removes it."""
+    temporary file, named with its machine and process id; the next write into that folder on the same
+    machine removes it."""
     path = Path(path)
     check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(path.parent)
-    temporary = path.with_name(f".partial-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+    temporary = path.with_name(f".partial-{HOST}-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
     try:
         yield temporary
         os.replace(temporary, path)

@@ -29,7 +29,8 @@ def preprocessing(card: ModelCard, label_key: str | None = None, extra_keys: lis
     """Dictionary transforms on ``"image"`` (and ``label_key``, and ``extra_keys`` resampled linearly, e.g.
     one-hot soft labels): orientation, foreground crop, spacing, z-score.
 
-    All spatial steps are invertible, so ``Compose(...).inverse`` maps predictions back voxel for voxel.
+    The pre-processed grid's voxel-to-RAS matrix is the output's ``affine``: inference resamples its
+    predictions from there back onto the input grid (``inference/engine.py``).
     """
     keys = ["image", *([label_key] if label_key else []), *extra_keys]
     modes = ["bilinear", *(["nearest"] if label_key else []), *(["bilinear"] * len(extra_keys))]

@@ -125,9 +125,7 @@ class Segmenter:
         self._check_working_grid(reference, names[0])
 
         report(0.0, "pre-processing")
-        # one copy of the voxels (the stack of views); the channels themselves are not needed any more
-        stacked = np.stack([sitk.GetArrayViewFromImage(c).transpose(2, 1, 0) for c in channels])
-        channels = None
+        stacked = np.stack([sitk.GetArrayViewFromImage(c).transpose(2, 1, 0) for c in channels])  # one copy
         data = self.preprocess({"image": MetaTensor(torch.from_numpy(stacked), affine=ras_affine(reference))})
         del stacked
         probabilities, variance = self._infer(data["image"], uncertainty, report, cancel)
@@ -216,8 +214,8 @@ def resample_onto(values: torch.Tensor, affine: np.ndarray, reference: sitk.Imag
 
 def labels_on_grid(probabilities: torch.Tensor, affine: np.ndarray, reference: sitk.Image, card: ModelCard) -> sitk.Image:
     """The card's label values on ``reference``'s grid: the argmax of the class probabilities resampled there,
-    one class at a time (memory: two float maps and the labels, whatever the number of classes). Voxels the
-    pre-processed grid does not cover (cropped away as empty) are background."""
+    one class at a time (memory: two float maps on that grid and the labels, whatever the number of classes).
+    Voxels the pre-processed grid does not cover (cropped away as empty) are background."""
     best = index = None
     for cls, channel in enumerate(probabilities):
         p = sitk.GetArrayFromImage(resample_onto(channel, affine, reference))  # [k, j, i]

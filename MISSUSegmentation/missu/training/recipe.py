@@ -37,7 +37,7 @@ class Recipe:
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
     # Spatial and noise augmentation (nnU-Net-like; off in TransBTS): rotation up to +-rotate_deg about each
-    # axis and isotropic scaling by 1 +- scale_range, together with probability affine_prob; Gaussian noise.
+    # axis and scaling of each axis by 1 +- scale_range, together with probability affine_prob; Gaussian noise.
     rotate_deg: float = 0.0
     scale_range: float = 0.0
     affine_prob: float = 0.0
@@ -47,7 +47,7 @@ class Recipe:
     ce: bool = True
     include_background: bool = False
     batch_dice: bool = True
-    distillation: bool = True  # False builds no LMSF branch at all: the ablation
+    distillation: bool | None = None  # None: the preset's; False builds no LMSF branch at all (the ablation)
     distill_weight: float = 1.0
     distill_warmup: float = 0.1  # share of the steps over which lambda ramps up from 0
     temperature: float = 1.0
@@ -88,8 +88,9 @@ class Recipe:
         return {k: (stored.get(k), v) for k, v in now.items() if k not in BOOKKEEPING and stored.get(k) != v}
 
 
-# Settings that do not change what a run learns; a resumed run may change them.
-BOOKKEEPING = {"log_every", "checkpoint_every", "cache_rate", "num_workers", "val_interval"}
+# Settings that do not change what a run learns; a resumed run may change them. (Not num_workers: MONAI
+# seeds augmentation per worker.)
+BOOKKEEPING = {"log_every", "checkpoint_every", "cache_rate", "val_interval"}
 
 
 def load_recipe(path: Path | None = None, **overrides: Any) -> Recipe:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from monai.transforms import (
     AsDiscreted,
     Compose,
     CopyItemsd,
+    Lambdad,
     MapLabelValued,
     RandAffined,
     RandCropByPosNegLabeld,
@@ -42,9 +44,9 @@ from ..bundle.terminology import label_for
 from ..data.brats import MODALITIES
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.transforms import LoadCased, preprocessing
-from ..devices import amp_dtype, autocast
+from ..devices import amp_dtype, autocast, pick_device
 from ..errors import MISSUError
-from ..network import MISSULoss, build_model, preset_config
+from ..network import MISSUConfig, MISSULoss, build_model, preset_config
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .curves import plot_curves
 from .events import EventStream
@@ -129,14 +131,16 @@ def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCar
             f"--init bundle {init.name} has labels {[lab.value for lab in init.labels]} and "
             f"{len(init.inputs)} input(s); {dataset} has {sorted(labels)} and {len(channels)}"
         )
-    network = preset_config(
-        recipe.preset,
-        **(recipe.network or {}),
-        in_channels=len(channels),
-        out_channels=len(labels) + 1,
-        roi_size=recipe.roi_size,
-        distillation=recipe.distillation,
-    )
+    settings = {**(recipe.network or {}), "in_channels": len(channels), "out_channels": len(labels) + 1,
+                "roi_size": recipe.roi_size, "distillation": recipe.distillation}
+    if unknown := set(settings) - {f.name for f in dataclasses.fields(MISSUConfig)}:
+        raise MISSUError(f"recipe: unknown network settings {sorted(unknown)}")
+    network = preset_config(recipe.preset, **settings)
+    if init is not None and len(channels) > 1 and [c.name.lower() for c in init.inputs] != [c.lower() for c in channels]:
+        raise MISSUError(
+            f"--init bundle {init.name} takes its inputs in the order {[c.name for c in init.inputs]}; {dataset} "
+            f"lists {channels}: write the dataset's modalities in the bundle's order"
+        )
     single = len(channels) == 1
     inputs = tuple(
         Channel("image" if single else name.lower(), name,
@@ -166,7 +170,8 @@ def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCar
 def _transforms(card: ModelCard, info: DatasetInfo, recipe: Recipe) -> tuple[Compose, Compose]:
     """Training (load, pre-process, augment) and validation (load, pre-process) pipelines. Labels become class
     indices in ``"label"``; with ``soft_labels``, ``"soft"`` holds the one-hot classes resampled linearly
-    (anti-aliased targets for the loss) while ``"label"`` still steers the crops."""
+    (area-weighted targets for the loss; voxels added by padding are background) while ``"label"`` still
+    steers the crops."""
     roi = card.roi_size
     to_class = {value: index for index, value in enumerate(card.class_values)}
     raw = {**to_class, **{raw: to_class[value] for raw, value in info.label_map.items()}}
@@ -195,6 +200,8 @@ def _transforms(card: ModelCard, info: DatasetInfo, recipe: Recipe) -> tuple[Com
     ]
     if recipe.noise_prob:
         augment.append(RandGaussianNoised("image", prob=recipe.noise_prob, std=recipe.noise_std))
+    if recipe.soft_labels:  # padding fills every class with 0: make such voxels background
+        augment.append(Lambdad("soft", _background_fills_the_rest))
     train = to_index + soft + preprocessing(card, label_key="label", extra_keys=keys[2:]) + augment
     return Compose(train), Compose(to_index + preprocessing(card, label_key="label"))
 
@@ -224,7 +231,7 @@ class Trainer:
         self.log = self.events.log
         if device == "auto":
             device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = pick_device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
@@ -265,6 +272,9 @@ class Trainer:
             aux_weight=recipe.aux_weight,
         )
         checkpoint = load_checkpoint(self.run_dir / "checkpoints" / "last.pt") if resume else None
+        if checkpoint is not None and checkpoint.get("world_size", 1) != self.world:
+            raise MISSUError(f"{self.run_dir}: this run started on {checkpoint.get('world_size', 1)} process(es), not "
+                             f"{self.world}; resume it with the same number")
         if checkpoint is not None and (changes := recipe.changes_from(json.loads(checkpoint["recipe"]))):
             listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
             raise MISSUError(
@@ -308,6 +318,7 @@ class Trainer:
             "rng": rng_state(),
             "card": self.card.to_json(),
             "recipe": json.dumps(self.recipe.to_dict()),
+            "world_size": self.world,
             "provenance": json.dumps(self._provenance()),
         }
 
@@ -488,6 +499,11 @@ class Trainer:
 
 def _as_dicts(cases: list[Case]) -> list[dict]:
     return [{"image": list(c.images), "label": c.label} for c in cases]
+
+
+def _background_fills_the_rest(soft: torch.Tensor) -> torch.Tensor:
+    soft[0] = (1 - soft[1:].sum(0)).clamp_min(0)
+    return soft
 
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,9 @@ arm=$1 seed=$2 runs=${3:-runs/distillation}
 here=$(dirname "$0")
 flag=(); [[ $arm == ablation ]] && flag=(--no-distillation)
 out="$runs/$arm-seed$seed"
+mkdir -p "$runs"
 resume=(); [[ -f $out/checkpoints/last.pt ]] && resume=(--resume)
 missu train --dataset ../shared/data/la2018/dataset.json --config "$here/recipe.yaml" --seed "$seed" \
-  --output "$out" "${flag[@]}" "${resume[@]}" > "$out.events.jsonl"
+  --output "$out" "${flag[@]}" "${resume[@]}" >> "$out.events.jsonl"
 missu evaluate --model "$out/bundle" --dataset ../shared/data/la2018/dataset.json --validation-only --json \
   > "$out.metrics.json"
