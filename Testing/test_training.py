@@ -142,6 +142,7 @@ def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp
     assert events[-1]["event"] == "finished"
     card = load_bundle(second / "bundle").card
     assert card.network.roi_size == (40, 32, 24) and card.anti_alias and card.network.dropout == 0.0
+    assert card.provenance["training"]["init"]["weights_sha256"] == load_bundle(first / "bundle").card.weights_sha256
 
 
 def test_no_distillation_trains_the_backbone_alone(tiny_la, tmp_path, capsys):

@@ -238,6 +238,8 @@ class Trainer:
         self.amp = recipe.amp and amp_dtype(self.device) is not None
 
         init_bundle = load_bundle(resolve_bundle(init)) if init else None
+        self.init = {"bundle": init_bundle.card.name, "version": init_bundle.card.version,
+                     "weights_sha256": init_bundle.card.weights_sha256} if init_bundle else None
         self.info = dataset_info(self.dataset)
         self.card = _draft_card(self.dataset, self.info, recipe, init_bundle.card if init_bundle else None)
         label_values = [lab.value for lab in self.card.labels] + list(self.info.label_map)
@@ -329,7 +331,7 @@ class Trainer:
             "validation_cases": [c.name for c in self.val_cases],
             "training": {"preset": self.card.preset, "recipe": self.recipe.to_dict(), "device": str(self.device),
                          "world_size": self.world, "machine": platform.platform(), "missu": __version__,
-                         "torch": torch.__version__},
+                         "torch": torch.__version__, "init": self.init},
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
