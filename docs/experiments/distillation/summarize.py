@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import wilcoxon
 
 ARMS = ("missu", "ablation")
 METRICS = (("dice", 100, "Dice %"), ("jaccard", 100, "Jaccard %"), ("hd95", 1, "95HD (vx)"), ("asd", 1, "ASD (vx)"))
@@ -45,14 +46,15 @@ def main() -> None:
 
     print(f"\nPaired over {len(cases)} validation cases (each case's value averaged over seeds {seeds}); "
           "difference = missu - ablation:\n")
-    print("| metric | missu | ablation | difference | cases where missu is better |")
-    print("|---|---|---|---|---|")
+    print("| metric | missu | ablation | difference | cases where missu is better | Wilcoxon p |")
+    print("|---|---|---|---|---|---|")
     for metric, scale, label in METRICS:
         a, b = per_case("missu", metric).mean(1) * scale, per_case("ablation", metric).mean(1) * scale
         d = a - b
         better = int(((d > 0) if metric in ("dice", "jaccard") else (d < 0)).sum())
+        p = wilcoxon(a, b).pvalue  # two-sided signed-rank test on the paired cases
         print(f"| {label} | {a.mean():.2f} +- {se(a):.2f} | {b.mean():.2f} +- {se(b):.2f} | "
-              f"{d.mean():+.2f} +- {se(d):.2f} | {better} of {len(cases)} |")
+              f"{d.mean():+.2f} +- {se(d):.2f} | {better} of {len(cases)} | {p:.3f} |")
     seed_diffs = np.array([
         np.mean([results["missu"][s]["metrics"]["cases"][c]["left atrium"]["dice"] for c in cases])
         - np.mean([results["ablation"][s]["metrics"]["cases"][c]["left atrium"]["dice"] for c in cases])
