@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,18 @@ def tiny_config():
         "missu-small", in_channels=2, out_channels=3, roi_size=(16, 16, 16), widths=(4, 8, 8, 16),
         encoder_blocks=(1, 1, 1, 1), embed_dim=32, num_heads=2, depth=1, mlp_dim=64,
     )
+
+
+def la_dataset(folder: Path, cases: Sequence[str]) -> Path:
+    """A ``dataset.json`` in ``folder`` listing ``cases`` of ``../shared/data/la2018`` by absolute path."""
+    root = shared_data("la2018")
+    dataset = folder / "dataset.json"
+    dataset.write_text(json.dumps({
+        "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "LGE-MRI"},
+        "training": [{"image": str(root / f"imagesTr/{c}.nii.gz"), "label": str(root / f"labelsTr/{c}.nii.gz")}
+                     for c in cases],
+    }))
+    return dataset
 
 
 def small_card(in_channels: int = 1, labels=((1, "left atrium"),), spacing=None, roi=(32, 32, 32), **changes):

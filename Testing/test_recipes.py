@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import MODULE_DIR, shared_data
+from conftest import MODULE_DIR, la_dataset, shared_data
 from missu.bundle.card import ModelCard
 from missu.cli import main
 from missu.data.datasets import dataset_info
@@ -39,19 +39,8 @@ def test_brats_recipe_and_import_give_the_papers_card(tmp_path):
     assert shipped.to_dict() == card.with_changes(name="brats", description=shipped.description).to_dict()
 
 
-def _la_dataset(tmp_path, cases=("la_06SR5RBREL16DQ6M8LWS",)):
-    root = shared_data("la2018")
-    dataset = tmp_path / "dataset.json"
-    dataset.write_text(json.dumps({
-        "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "LGE-MRI"},
-        "training": [{"image": str(root / f"imagesTr/{c}.nii.gz"), "label": str(root / f"labelsTr/{c}.nii.gz")}
-                     for c in cases],
-    }))
-    return dataset
-
-
 def test_the_distillation_setting_follows_the_preset_unless_the_recipe_says(tmp_path):
-    dataset = _la_dataset(tmp_path)
+    dataset = la_dataset(tmp_path, ["la_06SR5RBREL16DQ6M8LWS"])
     info = dataset_info(dataset)
     card = lambda **settings: _draft_card(dataset, info, Recipe(**settings), None)  # noqa: E731
     assert card(preset="missu").network.distillation
@@ -63,7 +52,7 @@ def test_the_distillation_setting_follows_the_preset_unless_the_recipe_says(tmp_
 
 
 def test_soft_labels_are_class_probabilities_everywhere_even_in_padding(tmp_path):
-    dataset = _la_dataset(tmp_path)
+    dataset = la_dataset(tmp_path, ["la_06SR5RBREL16DQ6M8LWS"])
     info = dataset_info(dataset)
     recipe = Recipe(preset="missu-small", spacing=(1.25, 1.25, 1.25), soft_labels=True, anti_alias=True,
                     roi_size=(128, 96, 64), crops_per_volume=2, affine_prob=1.0, rotate_deg=10, scale_range=0.1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import shared_data
+from conftest import la_dataset, shared_data
 from missu.bundle import load_bundle
 from missu.cli import main
 from missu.training.checkpoint import load_checkpoint
@@ -35,13 +35,7 @@ LA_CASES = ["la_06SR5RBREL16DQ6M8LWS", "la_0RZDK210BSMWAA6467LU", "la_1D7CUD1955
 @pytest.fixture
 def tiny_la(tmp_path) -> tuple[Path, Path]:
     """A three-case LA dataset (paths into ../shared/data) and a CPU-sized recipe."""
-    root = shared_data("la2018")
-    dataset = tmp_path / "dataset.json"
-    dataset.write_text(json.dumps({
-        "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "LGE-MRI"},
-        "training": [{"image": str(root / f"imagesTr/{c}.nii.gz"), "label": str(root / f"labelsTr/{c}.nii.gz")}
-                     for c in LA_CASES],
-    }))
+    dataset = la_dataset(tmp_path, LA_CASES)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE)
     return dataset, recipe

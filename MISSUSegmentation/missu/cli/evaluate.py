@@ -9,8 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.datasets import check_case, dataset_info, load_cases, remap_labels
-from ..data.images import read_image
+from ..data.datasets import dataset_info, load_cases, read_case, remap_labels
 from ..errors import MISSUError
 from ..evaluation import case_metrics, summarize
 from ..inference import Segmenter
@@ -44,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     label_values = [lab.value for lab in card.labels] + list(label_map)
     per_case, skipped = {}, {name: "not in the dataset" for name in sorted(set(only or ()) - {c.name for c in cases})}
     for case in tqdm(cases, desc="evaluate", unit="case", disable=None, file=sys.stderr):
-        if (reason := check_case(case, label_values)) is not None:  # the same checks as training
-            skipped[case.name] = reason
+        try:
+            channels, label = read_case(case, label_values)  # the same checks as training, read once
+        except MISSUError as exc:
+            skipped[case.name] = str(exc)
             continue
-        result = segmenter.segment_files(case.images)
-        truth = remap_labels(read_image(case.label, label=True), label_map)
+        result = segmenter.segment(channels, names=list(case.images))
+        truth = remap_labels(label, label_map)
         per_case[case.name] = case_metrics(result.labels, truth, card)
     for name, reason in skipped.items():
         print(f"missu evaluate: skipped case {name}: {reason}", file=sys.stderr)

@@ -94,23 +94,29 @@ def dataset_info(dataset: str | os.PathLike) -> DatasetInfo:
     )
 
 
-def check_case(case: Case, label_values: Sequence[int]) -> str | None:
-    """Why ``case`` cannot be used for training or evaluation (missing, unreadable, mismatched, undeclared
-    labels), or None.
+def read_case(case: Case, label_values: Sequence[int]) -> tuple[list[sitk.Image], sitk.Image]:
+    """The checked channels and label of ``case``; ``MISSUError`` says why it cannot be used for training or
+    evaluation (missing, unreadable, mismatched, undeclared labels).
 
     ``label_values``: every raw value the label files may hold (declared and remapped ones)."""
     if case.label is None:
-        return "no label"
-    try:
-        reference = read_channels(case.images)[0]
-        label = read_image(case.label, label=True)
-    except MISSUError as exc:
-        return str(exc)
-    if difference := grid_difference(label, reference):
-        return f"{case.label}: the label's grid differs from its image {case.images[0]}: {difference}"
+        raise MISSUError("no label")
+    channels = read_channels(case.images)
+    label = read_image(case.label, label=True)
+    if difference := grid_difference(label, channels[0]):
+        raise MISSUError(f"{case.label}: the label's grid differs from its image {case.images[0]}: {difference}")
     found = set(np.unique(array_xyz(label)).tolist()) - {0}
     if undeclared := found - set(label_values):
-        return f"{case.label}: label values {sorted(undeclared)} are not declared in the dataset"
+        raise MISSUError(f"{case.label}: label values {sorted(undeclared)} are not declared in the dataset")
+    return channels, label
+
+
+def check_case(case: Case, label_values: Sequence[int]) -> str | None:
+    """Why ``case`` cannot be used (see :func:`read_case`), or None."""
+    try:
+        read_case(case, label_values)
+    except MISSUError as exc:
+        return str(exc)
     return None
 
 
