@@ -60,6 +60,7 @@ class MISSUSegmentationParameterNode:
     trainingEpochs: Annotated[int, WithinRange(1, 10000)] = 100
     fineTune: bool = False
     reviewFolder: Path
+    dicomSegFile: Path
 
 
 class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -92,6 +93,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.trainButton.clicked.connect(self.onTrain)
         self.ui.stopButton.clicked.connect(self.onCancel)
         self.ui.addReviewedCaseButton.clicked.connect(self.onAddReviewedCase)
+        self.ui.exportDicomSegButton.clicked.connect(self.onExportDicomSeg)
         self.ui.installButton.clicked.connect(self.onInstallDependencies)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -224,10 +226,20 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             case = self.logic.addReviewedCase(volumes, p.outputSegmentation, p.reviewFolder, p.model)
             self.ui.reviewStatusLabel.text = _("Added case {case} to {folder}").format(case=case, folder=p.reviewFolder)
 
+    def onExportDicomSeg(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not export the DICOM SEG."), waitCursor=True):
+            path = p.dicomSegFile
+            if path is not None and path.is_file() and not slicer.util.confirmYesNoDisplay(
+                    _("{path} exists. Replace it?").format(path=path)):
+                return
+            written = self.logic.exportDicomSeg(p.outputSegmentation, p.inputVolume0, path, p.model, overwrite=True)
+            self.ui.reviewStatusLabel.text = _("Wrote DICOM SEG {path}").format(path=written)
+
     def _showDependencies(self) -> None:
         missing = dependencies.missing_requirements()
         self.ui.installButton.visible = bool(missing)
-        self.ui.segmentButton.enabled = self.ui.trainButton.enabled = not missing
+        self.ui.segmentButton.enabled = self.ui.trainButton.enabled = self.ui.exportDicomSegButton.enabled = not missing
         if missing:
             self.ui.statusLabel.text = _("Missing Python packages: {names}").format(names=", ".join(missing))
 

@@ -197,6 +197,52 @@ def test_review_loop_writes_a_valid_training_case(mrml_scene, make_bundle, tmp_p
     assert np.array_equal(sitk.GetArrayFromImage(label) == 1, mask)
 
 
+def test_reviewed_segmentation_exported_as_dicom_seg(mrml_scene, tmp_path):
+    """A real LA volume loaded from a DICOM series (its instance UIDs in ``DICOM.instanceUIDs``, as Slicer's DICOM
+    module sets them) and its segmentation: the DICOM SEG is valid and holds exactly the segmentation's voxels."""
+    import pydicom
+    import slicer
+    from dicom_fixtures import iod_errors, la_volume, study, write_series
+
+    from missu.data.images import read_image
+    from missu.dicom.seg import read_dicom_seg
+    from missu.dicom.series import scan
+    from missu.errors import MISSUError
+    from MISSUSegmentationLib import mrml
+
+    case = "la_0RZDK210BSMWAA6467LU"
+    write_series(la_volume(case, shrink=2), tmp_path / "dicom", study())
+    [series] = scan(tmp_path / "dicom")
+    sitk.WriteImage(read_image(series), str(tmp_path / "loaded.nrrd"))
+    volume = mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "3: LGE MRI")
+    storage = mrml_scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(tmp_path / "loaded.nrrd"))
+    assert storage.ReadData(volume)
+    logic = _logic(mrml_scene)
+    card = logic.modelCard("la-mri")
+    expert = sitk.Cast(la_volume(case, label=True, shrink=2), sitk.sitkUInt8)
+    segmentation = mrml.labels_to_segmentation(mrml_scene, expert, card, volume, None)
+    target = tmp_path / "reviewed.dcm"
+
+    with pytest.raises(ValueError, match="was not loaded from DICOM"):
+        logic.exportDicomSeg(segmentation, volume, target, sourceFiles=tmp_path / "dicom")
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(str(pydicom.dcmread(f).SOPInstanceUID) for f in series.files))
+    assert getattr(slicer, "dicomDatabase", None) is None  # slicer-core: no DICOM database
+    with pytest.raises(ValueError, match="No DICOM database"):
+        logic.exportDicomSeg(segmentation, volume, target)
+    with pytest.raises(MISSUError, match="43 of the volume's 44 DICOM instances found"):
+        logic.exportDicomSeg(segmentation, volume, target, sourceFiles=series.files[1:])
+    assert not target.exists()
+
+    assert logic.exportDicomSeg(segmentation, volume, target, sourceFiles=tmp_path / "dicom") == str(target)
+    assert iod_errors(target) == []
+    written = sitk.GetArrayFromImage(read_dicom_seg(target, series, card))
+    assert np.array_equal(written, sitk.GetArrayFromImage(mrml.segmentation_to_labels(mrml_scene, segmentation, volume, card)))
+    assert np.array_equal(written, sitk.GetArrayFromImage(expert))
+    with pytest.raises(MISSUError, match="overwrite"):
+        logic.exportDicomSeg(segmentation, volume, target, sourceFiles=tmp_path / "dicom")
+
+
 def test_training_job_folds_a_recorded_stream():
     from MISSUSegmentationLib.jobs import TrainingJob
     from MISSUSegmentationLib.process import JsonProcess

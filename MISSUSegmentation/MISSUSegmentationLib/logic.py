@@ -173,3 +173,37 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         channels = [mrml.volume_to_image(v) for v in inputVolumeNodes]
         labels = mrml.segmentation_to_labels(self.scene, segmentationNode, inputVolumeNodes[0], card)
         return add_case(folder, inputVolumeNodes[0].GetName(), channels, labels, card)
+
+    def exportDicomSeg(self, segmentationNode, volumeNode, path, model: str = "la-mri", sourceFiles=None,
+                       overwrite: bool = False) -> str:
+        """Write the reviewed segmentation as a DICOM SEG of the series ``volumeNode`` was loaded from, with the
+        core's writer (as ``missu segment --output x.dcm``; segments marked SEMIAUTOMATIC: reviewed by a person).
+
+        The series' files come from Slicer's DICOM database, or from ``sourceFiles`` (a folder or a list of
+        files) where there is none. An existing file is only replaced with ``overwrite=True``."""
+        from missu.dicom.seg import write_dicom_seg
+        from missu.dicom.series import series_of_instances
+
+        path = chosen_path(path, "a DICOM SEG file (.dcm)")
+        if segmentationNode is None or volumeNode is None:
+            raise ValueError("Choose the source volume and the reviewed segmentation first.")
+        instances = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        if not instances:
+            raise ValueError(f"{volumeNode.GetName()} was not loaded from DICOM: a DICOM SEG needs its source series.")
+        card = self.modelCard(model)
+        source = series_of_instances(_dicom_files(instances, sourceFiles), instances)
+        labels = mrml.segmentation_to_labels(self.scene, segmentationNode, volumeNode, card)
+        write_dicom_seg(labels, card, source, path, overwrite=overwrite, reviewed=True)
+        return str(path)
+
+
+def _dicom_files(instances: list[str], sourceFiles=None) -> list[str]:
+    """The files of ``instances``: from ``sourceFiles`` (a folder or a list), or from Slicer's DICOM database."""
+    if sourceFiles is not None:
+        if isinstance(sourceFiles, (str, os.PathLike)):
+            return [str(p) for p in Path(sourceFiles).rglob("*") if p.is_file()]
+        return [str(p) for p in sourceFiles]
+    database = getattr(slicer, "dicomDatabase", None)
+    if database is None:
+        raise ValueError("No DICOM database (Slicer's DICOM module): give the source series' folder.")
+    return [f for f in (database.fileForInstance(uid) for uid in instances) if f]

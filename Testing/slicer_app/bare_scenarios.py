@@ -13,7 +13,7 @@ from app import Harness
 
 RELEASE = os.environ["MISSU_SLICER_RELEASE"]
 CORE_PACKAGES = ("torch", "monai", "nibabel", "einops", "safetensors", "pyyaml", "tqdm", "matplotlib", "slicerio",
-                 "jsonschema")
+                 "jsonschema", "highdicom")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def harness():
 
 
 def test_this_environment_is_a_bare_slicer():
-    for name in ("torch", "monai", "nibabel", "safetensors", "yaml", "slicerio", "jsonschema"):
+    for name in ("torch", "monai", "nibabel", "safetensors", "yaml", "slicerio", "jsonschema", "highdicom"):
         assert importlib.util.find_spec(name) is None, f"{name} is installed: not a bare Slicer"
 
 
@@ -30,6 +30,7 @@ def test_module_loads_and_panel_asks_for_the_missing_packages(harness):
     module, widget = harness.open_panel()
     ui = widget.ui
     assert ui.installButton.visible and not ui.segmentButton.enabled and not ui.trainButton.enabled
+    assert not ui.exportDicomSegButton.enabled
     for name in CORE_PACKAGES:
         assert name in ui.statusLabel.text, name
     assert "Left atrium" in ui.modelDescription.text  # the model card reads without torch

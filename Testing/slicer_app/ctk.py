@@ -32,6 +32,7 @@ class ctkPathLineEdit(qt.QWidget):
         layout.addWidget(qt.QToolButton(self, text="..."))
         self.lineEdit.textChanged.connect(self.currentPathChanged)
         self._filters = 0
+        self._name_filters: list[str] = []
 
     def _path(self) -> str:
         return self.lineEdit.text
@@ -41,6 +42,8 @@ class ctkPathLineEdit(qt.QWidget):
 
     currentPath = Property(str, _path, _set_path)
     filters = Property(int, lambda self: self._filters, lambda self, value: setattr(self, "_filters", value))
+    nameFilters = Property(list, lambda self: self._name_filters,
+                           lambda self, value: setattr(self, "_name_filters", list(value)))
 
 
 _NAMES = ("ctkCheckBox", "ctkCheckablePushButton", "ctkColorPickerButton", "ctkComboBox", "ctkDirectoryButton",

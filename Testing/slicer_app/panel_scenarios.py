@@ -42,11 +42,11 @@ def items(combo) -> list[str]:
     return [combo.itemText(i) for i in range(combo.model().rowCount())]
 
 
-def load_volume(harness, case: str):
+def load_volume(harness, case: str, path: Path | None = None):
     slicer = harness.slicer
     volume = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", case)
     storage = harness.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(LA / "imagesTr" / f"{case}.nii.gz"))
+    storage.SetFileName(str(path or LA / "imagesTr" / f"{case}.nii.gz"))
     assert storage.ReadData(volume)
     volume.SetAndObserveStorageNodeID(storage.GetID())
     assert isinstance(volume, slicer.vtkMRMLScalarVolumeNode)
@@ -163,6 +163,56 @@ def test_add_reviewed_case(harness, panel, tmp_path):
     panel.ui.addReviewedCaseButton.click()
     dataset = json.loads((tmp_path / "reviewed" / "dataset.json").read_text())
     assert dataset["numTraining"] == 1 and "Added case" in panel.ui.reviewStatusLabel.text
+
+
+class DicomDatabase:
+    """Stand-in for ``slicer.dicomDatabase`` (ctkDICOMDatabase): where each imported instance's file is."""
+
+    def __init__(self, files) -> None:
+        import pydicom
+
+        self.files = {str(pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID): str(f) for f in files}
+
+    def fileForInstance(self, uid: str) -> str:
+        return self.files.get(uid, "")
+
+
+def test_export_dicom_seg_of_a_volume_loaded_from_dicom(harness, panel, tmp_path):
+    """A volume as Slicer's DICOM module leaves it (its instances' UIDs in the ``DICOM.instanceUIDs`` attribute,
+    its files in the DICOM database), and the segmentation made and reviewed above: exported as a DICOM SEG."""
+    import sys
+
+    import pydicom
+    import SimpleITK as sitk
+
+    sys.path.insert(0, str(ROOT / "Testing"))
+    from dicom_fixtures import iod_errors, study, write_series
+
+    from missu.data.images import read_image
+    from missu.dicom.series import scan
+
+    acquired = sitk.ReadImage(str(LA / "imagesTr" / f"{CASES[0]}.nii.gz"))[::2, ::2, ::2]
+    _, files = write_series(acquired, tmp_path / "dicom", study())
+    [series] = scan(tmp_path / "dicom")
+    sitk.WriteImage(read_image(series), str(tmp_path / "loaded.nrrd"))
+    volume = load_volume(harness, "3: LGE MRI axial", tmp_path / "loaded.nrrd")
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(str(pydicom.dcmread(f).SOPInstanceUID) for f in series.files))
+    harness.slicer.dicomDatabase = DicomDatabase(files)
+    panel._parameterNode.inputVolume0 = volume
+    target = tmp_path / "reviewed.dcm"
+    panel.ui.dicomSegFileLineEdit.currentPath = str(target)
+    panel.ui.exportDicomSegButton.click()
+    assert harness.dialogs.errors == [] and panel.ui.reviewStatusLabel.text == f"Wrote DICOM SEG {target}"
+    assert iod_errors(target) == []
+    seg = pydicom.dcmread(target)
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # reviewed by a person
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series.uid
+
+    written = target.read_bytes()
+    harness.dialogs.answers = [False]  # asked before replacing: "No" leaves the file as it was
+    panel.ui.exportDicomSegButton.click()
+    assert "exists. Replace it?" in harness.dialogs.questions[-1] and target.read_bytes() == written
+    del harness.slicer.dicomDatabase
 
 
 def test_scene_close_then_cleanup(harness, panel):

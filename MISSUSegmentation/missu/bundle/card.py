@@ -60,14 +60,18 @@ class Label:
 
 @dataclass(frozen=True)
 class Channel:
-    """One input channel; ``aliases`` are matched case-insensitively against file and volume names."""
+    """One input channel; ``aliases`` are matched case-insensitively against file, volume and DICOM series
+    names; ``modality`` is the DICOM Modality of its series ("" matches any)."""
 
     name: str
     description: str = ""
     aliases: tuple[str, ...] = ()
+    modality: str = ""
 
     def matches(self, text: str) -> bool:
-        return bool({self.name.lower(), *(a.lower() for a in self.aliases)} & name_tokens(text))
+        """Whether the words of the name or of an alias all occur in ``text`` ("lge-mri" in "LGE MRI axial")."""
+        words = name_tokens(text)
+        return any(name_tokens(name) <= words for name in (self.name, *self.aliases))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from ..bundle.card import ModelCard
+from ..dicom.series import Series, holds_dicom, only_series, select_series
 from ..errors import MISSUError
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -46,17 +47,31 @@ def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
     return paths
 
 
+def resolve_inputs(card: ModelCard, given: list[str], series: list[str] | None = None) -> list[Path | Series]:
+    """The card's inputs, in its order, from ``--input``: files, folders of one DICOM series each, or one DICOM
+    study folder whose series are chosen for the inputs (:func:`select_series`; ``series`` restricts the choice
+    to those series UIDs)."""
+    if len(given) == 1 and "=" not in given[0] and Path(given[0]).is_dir():
+        return list(select_series(card, given[0], series or ()))
+    if series:
+        raise MISSUError("--series chooses series in one DICOM study folder: give that folder as the only --input")
+    return [only_series(p) if p.is_dir() else p for p in match_channels(card, given)]
+
+
 def cases_from_folder(folder: Path, card: ModelCard) -> dict[str, list[Path]]:
-    """One case per image file (single-input models) or per sub-folder (files matched to channels)."""
+    """One case per image file (single-input models) or per sub-folder: its image files (matched to channels),
+    or, when it holds none, the DICOM study it holds."""
     cases: dict[str, list[Path]] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir():
             files = [p for p in sorted(entry.iterdir()) if is_image(p)]
+            if not files and holds_dicom(entry):
+                files = [entry]
             cases[entry.name] = [str(p) for p in files]  # matched (or refused) when the case runs
         elif is_image(entry) and len(card.inputs) == 1:
             cases[image_stem(entry)] = [str(entry)]
     if not cases:
-        raise MISSUError(f"{folder}: no cases found (image files, or one sub-folder of images per case)")
+        raise MISSUError(f"{folder}: no cases found (image files, or one sub-folder of images or DICOM per case)")
     return cases
 
 

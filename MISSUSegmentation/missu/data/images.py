@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..dicom.series import Series, only_series
 from ..errors import MISSUError
 from .geometry import overlap_fraction, resample_like, same_grid
 
@@ -47,14 +48,7 @@ def _read(path: Path) -> sitk.Image:
         _check_nifti_voxels(path)
     try:
         if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise MISSUError(f"{path}: folder holds no DICOM series")
-            if len(series) > 1:
-                raise MISSUError(f"{path}: folder holds {len(series)} DICOM series ({', '.join(series)}); give one per folder")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            return reader.Execute()
+            return only_series(path).read()
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:  # SimpleITK's error for unreadable files
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
@@ -82,10 +76,14 @@ def check_image(image: sitk.Image, path: Path | str, label: bool = False) -> Non
         raise MISSUError(f"{path}: every voxel has the value {voxels.min()}; the image is constant")
 
 
-def read_image(path: str | os.PathLike, label: bool = False) -> sitk.Image:
-    """One checked 3-D image; intensities as float32, labels as their integer type."""
-    path = Path(path)
-    image = _read(path)
+def read_image(source: str | os.PathLike | Series, label: bool = False) -> sitk.Image:
+    """One checked 3-D image (a file, a folder of one DICOM series, or a chosen :class:`Series`); intensities as
+    float32, labels as their integer type."""
+    if isinstance(source, Series):
+        image, path = source.read(), source.folder
+    else:
+        path = Path(source)
+        image = _read(path)
     check_image(image, path, label=label)
     if not label:
         return sitk.Cast(image, sitk.sitkFloat32)
@@ -97,7 +95,7 @@ def read_image(path: str | os.PathLike, label: bool = False) -> sitk.Image:
     return image
 
 
-def align_channels(images: Sequence[sitk.Image], paths: Sequence[Path | str]) -> list[sitk.Image]:
+def align_channels(images: Sequence[sitk.Image], paths: Sequence[Path | str | Series]) -> list[sitk.Image]:
     """Put every channel on the first channel's grid; refuse channels that do not cover it."""
     reference, aligned = images[0], [images[0]]
     for image, path in zip(images[1:], paths[1:]):
@@ -117,9 +115,9 @@ def align_channels(images: Sequence[sitk.Image], paths: Sequence[Path | str]) ->
     return aligned
 
 
-def read_channels(paths: Sequence[str | os.PathLike]) -> list[sitk.Image]:
+def read_channels(sources: Sequence[str | os.PathLike | Series]) -> list[sitk.Image]:
     """The model's input channels, checked and on one grid (the first channel's)."""
-    if not paths:
+    if not sources:
         raise MISSUError("no input image given")
-    paths = [Path(p) for p in paths]
-    return align_channels([read_image(p) for p in paths], paths)
+    sources = [s if isinstance(s, Series) else Path(s) for s in sources]
+    return align_channels([read_image(s) for s in sources], sources)

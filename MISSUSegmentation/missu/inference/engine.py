@@ -27,6 +27,7 @@ from ..data.geometry import image_from_ras, ras_affine
 from ..data.images import align_channels, check_image, read_channels
 from ..data.transforms import preprocessing
 from ..devices import autocast, pick_device
+from ..dicom.series import Series
 from ..errors import MISSUError
 from .postprocess import clean, segment_volumes
 
@@ -91,8 +92,9 @@ class Segmenter:
 
     # -- entry points -------------------------------------------------------------------------------------
 
-    def segment_files(self, paths: Sequence[str | os.PathLike], **kwargs) -> SegmentationResult:
-        """Segment one case given one file (or DICOM folder) per channel, in the card's input order."""
+    def segment_files(self, paths: Sequence[str | os.PathLike | Series], **kwargs) -> SegmentationResult:
+        """Segment one case given one file, DICOM folder or chosen DICOM :class:`Series` per channel, in the
+        card's input order (:func:`missu.data.cases.resolve_inputs` makes them from a study folder)."""
         self._check_count(len(paths))
         return self.segment(read_channels(paths), names=[str(p) for p in paths], **kwargs)
 

@@ -41,7 +41,7 @@ from torch.utils.data import DistributedSampler
 from .. import __version__
 from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle
 from ..bundle.terminology import label_for
-from ..data.brats import MODALITIES
+from ..data.brats import MODALITIES, dicom_modality
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.transforms import LoadCased, preprocessing
 from ..devices import amp_dtype, autocast, pick_device
@@ -144,7 +144,8 @@ def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCar
     single = len(channels) == 1
     inputs = tuple(
         Channel("image" if single else name.lower(), name,
-                aliases=tuple(dict.fromkeys((name.lower(), *MODALITIES.get(name.lower(), ())))))
+                aliases=tuple(dict.fromkeys((name.lower(), *MODALITIES.get(name.lower(), ())))),
+                modality=dicom_modality(name))
         for name in channels
     )
     return ModelCard(
