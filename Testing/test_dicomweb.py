@@ -1,12 +1,11 @@
 """A PACS round trip: a real Orthanc with its DICOMweb plugin (Debian packages ``orthanc``, ``orthanc-dicomweb``),
 started on the loopback address with a temporary storage folder. The source study is uploaded (STOW-RS),
 ``missu segment --dicomweb`` retrieves and segments it and stores the DICOM SEG back, and the SEG is queried and
-checked. Skipped where Orthanc is not installed, unless ``MISSU_REQUIRE_DICOM_TOOLS`` is set (CI)."""
+checked. Skipped where Orthanc is not installed, unless ``MISSU_REQUIRE_TOOLS`` is set (CI)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from conftest import missing_tool
 from dicom_fixtures import iod_errors, la_volume, study, write_report, write_series
 
 from missu.bundle import read_card, resolve_bundle
@@ -35,19 +35,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _require(what: str) -> None:
-    if os.environ.get("MISSU_REQUIRE_DICOM_TOOLS"):
-        pytest.fail(f"{what} is not installed")
-    pytest.skip(f"{what} is not installed")
-
-
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
     """The DICOMweb root of an Orthanc serving only this machine, stopped (and its storage deleted) afterwards."""
     binary = shutil.which("Orthanc")
     plugins = [p for folder in PLUGIN_FOLDERS for p in Path(folder).glob("libOrthancDicomWeb.so*")]
     if binary is None or not plugins:
-        _require("Orthanc with its DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb)")
+        missing_tool("Orthanc with its DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb)")
     root = tmp_path_factory.mktemp("orthanc")
     port = _free_port()
     config = {

@@ -35,7 +35,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
 def test_labels_come_back_in_place_voxel_for_voxel(make_bundle, phantom, geometry, suffix):
     path, cube = phantom(f"case{suffix}", **GEOMETRIES[geometry])
-    segmenter = Segmenter(make_bundle())
+    segmenter = Segmenter(make_bundle(), backend="torch")
     segmenter.model = ThresholdNet()
     result = segmenter.segment_files([path])
     source = sitk.ReadImage(str(path))
@@ -49,7 +49,7 @@ def test_labels_come_back_in_place_voxel_for_voxel(make_bundle, phantom, geometr
 @pytest.mark.parametrize("geometry", ["anisotropic", "oblique"])
 def test_resampled_model_grid_maps_back_to_the_same_physical_place(make_bundle, phantom, geometry):
     path, cube = phantom(**GEOMETRIES[geometry])
-    segmenter = Segmenter(make_bundle(spacing=(1.5, 1.5, 1.5)))
+    segmenter = Segmenter(make_bundle(spacing=(1.5, 1.5, 1.5)), backend="torch")
     segmenter.model = ThresholdNet()
     labels = segmenter.segment_files([path]).labels
     found = array_xyz(labels) == 1
@@ -63,7 +63,7 @@ def test_resampled_model_grid_maps_back_to_the_same_physical_place(make_bundle, 
 def test_arrays_with_slicer_geometry_match_files(make_bundle, phantom):
     """The Slicer path (arrays + IJK-to-RAS) gives the same labels as the file path."""
     path, _ = phantom(**GEOMETRIES["oblique"])
-    segmenter = Segmenter(make_bundle(spacing=(1.5, 1.5, 1.5)))
+    segmenter = Segmenter(make_bundle(spacing=(1.5, 1.5, 1.5)), backend="torch")
     segmenter.model = ThresholdNet()
     image = sitk.ReadImage(str(path))
     from_arrays = segmenter.segment_arrays([array_xyz(image)], [ras_affine(image)])
@@ -80,7 +80,7 @@ def test_foreground_crop_leaves_background_outside(make_bundle, phantom):
     array[:5] = 0  # a zero border outside the anatomy: cropped away before inference
     cropped = sitk.GetImageFromArray(array.transpose(2, 1, 0).copy())
     cropped.CopyInformation(image)
-    segmenter = Segmenter(make_bundle())
+    segmenter = Segmenter(make_bundle(), backend="torch")
     segmenter.model = ThresholdNet()
     labels = array_xyz(segmenter.segment([cropped]).labels)
     assert np.array_equal(labels == 1, cube)

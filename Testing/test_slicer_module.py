@@ -51,7 +51,7 @@ def _logic(scene):
 def _threshold_segmenter(bundle):
     from missu.inference import Segmenter
 
-    segmenter = Segmenter(bundle, device="cpu")
+    segmenter = Segmenter(bundle, device="cpu", backend="torch")
     segmenter.model = ThresholdNet()
     return segmenter
 

@@ -46,10 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
     try:
-        return _run(args)
+        code = _run(args)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+    if args.stdin_control:
+        # The stdin watcher stays blocked in a read, and with OpenVINO's runtime loaded the interpreter's shutdown
+        # then never ends. Everything is written and closed by now (outputs are atomic): leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..data.brats import CONVENTIONS, MODALITIES, import_brats
+from ..data.naming import CONVENTIONS, MODALITIES
 from ..errors import MISSUError
 
 
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.brats import import_brats  # SimpleITK: loaded when the command runs
+
     try:
         label_map = {int(a): int(b) for a, b in (item.split(":") for item in args.map)}
     except ValueError:

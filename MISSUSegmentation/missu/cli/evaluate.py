@@ -7,12 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ..data.datasets import dataset_info, load_cases, read_case, remap_labels
 from ..errors import MISSUError
-from ..evaluation import case_metrics, summarize
-from ..inference import Segmenter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-only", action="store_true",
                    help="only the validation cases recorded in the model card (the model's own held-out fold)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="auto", help="runtime of the network: auto, torch or openvino (see missu segment)")
     p.add_argument("--tta", action="store_true")
     p.add_argument("--json", action="store_true", help="print per-case and mean metrics as JSON")
     p.set_defaults(func=run)
@@ -33,7 +29,13 @@ def _fmt(value: float | None, scale: float = 1.0) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    segmenter = Segmenter(args.model, device=args.device, tta=args.tta)
+    from tqdm import tqdm
+
+    from ..data.datasets import dataset_info, load_cases, read_case, remap_labels
+    from ..evaluation import case_metrics, summarize
+    from ..inference import Segmenter
+
+    segmenter = Segmenter(args.model, device=args.device, tta=args.tta, backend=args.backend)
     card = segmenter.card
     only = card.provenance.get("validation_cases") if args.validation_only else None
     if args.validation_only and not only:

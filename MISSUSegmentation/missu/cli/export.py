@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..training.export import export_run
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a model bundle from a training run's best checkpoint")
@@ -20,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.export import export_run  # torch: loaded when the command runs
+
     changes = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
     path = export_run(args.run_dir, args.output, half=args.half, overwrite=args.overwrite, card_changes=changes)
     print(f"{path}: exported from {args.run_dir}")

@@ -6,7 +6,6 @@ import argparse
 import json
 
 from ..network import PRESETS, preset_config
-from ..network.summary import summarize
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..network.summary import summarize  # torch: loaded when the command runs
+
     config = preset_config(
         args.preset, in_channels=args.in_channels, out_channels=args.classes, roi_size=tuple(args.roi) if args.roi else None
     )

@@ -8,14 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ..data.atomic import check_outputs
-from ..data.cases import cases_from_csv, cases_from_folder, resolve_inputs
-from ..data.segfile import write_image, write_seg_nrrd
-from ..dicom.series import Series
 from ..errors import MISSUError
-from ..inference import Segmenter
+
+# The engine (torch, MONAI), DICOM and tqdm load when the command runs: every ``missu`` call builds this parser.
 
 EXAMPLES = """examples:
   missu segment --input case.nii.gz --output case.seg.nrrd
@@ -48,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncertainty-out", type=Path,
                    help="also write the TTA uncertainty map (implies --tta; a folder with --batch)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--backend", default="auto",
+                   help="runtime of the network: auto (by machine: OpenVINO fp32 on CPUs without AMX when installed, "
+                        "PyTorch otherwise), torch or openvino (default: auto)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips (slower, a little more accurate)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the card's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -60,7 +58,12 @@ def _summary_line(case: str, result) -> str:
     return f"{case}: {volumes}; {result.seconds:.1f} s"
 
 
-def _segment_case(segmenter: Segmenter, case: str, inputs: list[str], outputs: dict, args, progress=None) -> dict:
+def _segment_case(segmenter, case: str, inputs: list[str], outputs: dict, args, progress=None) -> dict:
+    from ..data.atomic import check_outputs
+    from ..data.cases import resolve_inputs
+    from ..data.segfile import write_image, write_seg_nrrd
+    from ..dicom.series import Series
+
     sources = resolve_inputs(segmenter.card, inputs, args.series)
     target = outputs["segmentation"]
     dicom_seg = target.name.lower().endswith(".dcm")
@@ -83,8 +86,10 @@ def _segment_case(segmenter: Segmenter, case: str, inputs: list[str], outputs: d
     return result.volumes
 
 
-def _segment_one(segmenter: Segmenter, case: str, inputs: list[str], outputs: dict, args) -> dict:
+def _segment_one(segmenter, case: str, inputs: list[str], outputs: dict, args) -> dict:
     """One case with progress: JSON events (the Slicer panel) or a tqdm bar."""
+    from tqdm import tqdm
+
     if args.json:  # machine-readable progress for the Slicer panel, one JSON event per line
         def progress(fraction: float, message: str) -> None:
             print(json.dumps({"event": "progress", "fraction": round(fraction, 4), "message": message}), flush=True)
@@ -96,8 +101,10 @@ def _segment_one(segmenter: Segmenter, case: str, inputs: list[str], outputs: di
         return _segment_case(segmenter, case, inputs, outputs, args, progress)
 
 
-def _segment_dicomweb(segmenter: Segmenter, args: argparse.Namespace) -> int:
+def _segment_dicomweb(segmenter, args: argparse.Namespace) -> int:
     """Retrieve the study's image series, segment them, and store the DICOM SEG back: only once it is written."""
+    from tqdm import tqdm
+
     from ..dicom.web import Server
 
     if not args.study:
@@ -119,6 +126,11 @@ def _segment_dicomweb(segmenter: Segmenter, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..data.cases import cases_from_csv, cases_from_folder
+    from ..inference import Segmenter
+
     if args.output is None and not args.dicomweb:
         raise MISSUError("--output is required (a .seg.nrrd or .dcm file, or a folder with --batch)")
     if args.study and not args.dicomweb:
@@ -126,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.series and args.batch:
         raise MISSUError("--series chooses the series of one study: use it with --input or --dicomweb, not --batch")
     segmenter = Segmenter(args.model, device=args.device, tta=args.tta or bool(args.uncertainty_out),
-                          overlap=args.overlap)
+                          overlap=args.overlap, backend=args.backend)
     if args.dicomweb:
         return _segment_dicomweb(segmenter, args)
     if args.input:

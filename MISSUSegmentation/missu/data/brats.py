@@ -15,22 +15,7 @@ from ..data.atomic import atomic_path
 from ..errors import MISSUError
 from .cases import image_stem, is_image
 from .geometry import same_grid
-
-# Channel name -> file-name tokens, in the order the paper's model takes them.
-MODALITIES = {"t1": ("t1",), "t1c": ("t1ce", "t1c", "t1gd", "t1post"), "t2": ("t2",), "flair": ("flair", "fla")}
-
-
-def dicom_modality(channel: str) -> str:
-    """The DICOM Modality of a dataset's channel name ("LGE-MRI", "t1c": MR; "CT": CT), or "" (any)."""
-    words = name_tokens(channel)
-    if words & {"mr", "mri", *MODALITIES} or channel.lower() in {a for v in MODALITIES.values() for a in v}:
-        return "MR"
-    return "CT" if "ct" in words else ""
-LABEL_TOKENS = ("seg", "label", "labels", "otmulticlass")
-CONVENTIONS = {  # declared label values: BraTS <= 2020 (ET = 4) and BraTS 2021+ (ET = 3)
-    "124": {1: "necrosis", 2: "edema", 4: "enhancing tumor"},
-    "123": {1: "necrosis", 2: "edema", 3: "enhancing tumor"},
-}
+from .naming import CONVENTIONS, LABEL_TOKENS, MODALITIES
 
 
 @dataclass

@@ -29,6 +29,7 @@ from ..data.transforms import preprocessing
 from ..devices import autocast, pick_device
 from ..dicom.series import Series
 from ..errors import MISSUError
+from .backends import Runner, choose_backend, openvino_runner, torch_runner
 from .postprocess import clean, segment_volumes
 
 log = logging.getLogger(__name__)
@@ -72,21 +73,25 @@ class Segmenter:
         sw_batch_size: int | None = None,
         foreground_crop: bool | None = None,
         amp: bool = True,
+        backend: str = "auto",
     ):
         """``overlap``, ``sw_batch_size`` and ``foreground_crop`` override the card's; ``amp`` allows
-        bf16/fp16 autocast (CUDA, and CPUs with AMX); ``amp=False`` computes in float32."""
+        bf16/fp16 autocast (CUDA, and CPUs with AMX); ``amp=False`` computes in float32. ``backend`` runs the
+        windows with ``torch`` or ``openvino`` (CPU); ``auto`` picks by the machine (:mod:`.backends`)."""
         self.bundle = model if isinstance(model, Bundle) else load_bundle(resolve_bundle(model))
         self.card = self.bundle.card
         if foreground_crop is not None:
             self.card = self.card.with_changes(foreground_crop=foreground_crop)
         self.amp = amp
         self.device = pick_device(device)
+        self.backend = choose_backend(backend, self.device)
         self.model = self.bundle.build(self.device)
+        self._openvino: Runner | None = None  # compiled on first use
         self.tta = tta
         self.overlap = self.card.overlap if overlap is None else overlap
         if not 0 <= self.overlap < 1:
             raise MISSUError(f"overlap must be in [0, 1), got {self.overlap}")
-        # Batching windows pays on GPUs; on the CPU one window at a time is faster (benchmarks/results/cpu.md).
+        # Batching windows pays on GPUs; on the CPU one window at a time is faster (benchmarks/results/cpu-amx-old-script.md).
         self.sw_batch_size = sw_batch_size or (self.card.sw_batch_size if self.device.type == "cuda" else 1)
         self.preprocess = Compose(preprocessing(self.card))
 
@@ -169,6 +174,15 @@ class Segmenter:
     def _autocast(self):
         return autocast(self.device, enabled=self.amp)
 
+    def _runner(self) -> Runner:
+        """Windows -> float32 logits with this segmenter's backend (``self.model`` as it is now, for torch)."""
+        if self.backend == "openvino":
+            if self._openvino is None:
+                self._openvino = openvino_runner(self.model, self.bundle, self.card.roi_size,
+                                                 precision=None if self.amp else "f32")
+            return self._openvino
+        return torch_runner(self.model, self.device, self.amp)
+
     @torch.inference_mode()
     def _infer(self, image: torch.Tensor, uncertainty: bool, report: Progress, cancel):
         """Softmax probabilities (K, ...) on the pre-processed grid, averaged over flips when TTA is on."""
@@ -176,16 +190,16 @@ class Segmenter:
         roi = self.card.roi_size
         total = count_windows(image.shape[1:], roi, self.overlap) * len(flips)
         done = 0
+        run = self._runner()
 
         def predictor(windows: torch.Tensor) -> torch.Tensor:
             nonlocal done
             if cancel is not None and cancel():
                 raise Cancelled("segmentation cancelled")
-            with self._autocast():
-                logits = self.model(windows)
+            logits = run(windows)
             done += windows.shape[0]
             report(0.05 + 0.85 * done / total, f"window {done}/{total}")
-            return torch.softmax(logits.float(), dim=1)
+            return torch.softmax(logits, dim=1)
 
         x = image.as_tensor()[None].to(self.device)
         total_p = total_sq = None

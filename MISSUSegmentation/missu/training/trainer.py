@@ -41,8 +41,8 @@ from torch.utils.data import DistributedSampler
 from .. import __version__
 from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle
 from ..bundle.terminology import label_for
-from ..data.brats import MODALITIES, dicom_modality
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
+from ..data.naming import MODALITIES, dicom_modality
 from ..data.transforms import LoadCased, preprocessing
 from ..devices import amp_dtype, autocast, pick_device
 from ..errors import MISSUError

@@ -1,0 +1,118 @@
+"""Runtimes for the network's sliding windows: PyTorch (always there) and OpenVINO (``pip install missu[openvino]``).
+
+The choice follows the measurements in ``benchmarks/results/``: on CPUs with AMX, PyTorch in bf16; on other CPUs
+(AVX-512, AVX2), OpenVINO in float32 where it is installed, else PyTorch in float32; on CUDA, PyTorch. The
+OpenVINO model is converted from the bundle's own weights on first use and cached by their SHA-256, never
+shipped in place of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from ..bundle import Bundle
+from ..devices import amp_dtype, autocast, cpu_has_amx
+from ..errors import MISSUError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "openvino")
+Runner = Callable[[torch.Tensor], torch.Tensor]  # windows (B, C, *roi) -> logits (B, K, *roi), float32
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def choose_backend(requested: str, device: torch.device) -> str:
+    """The backend for ``requested`` ("auto" picks by the device, see the module's docstring)."""
+    if requested not in BACKENDS:
+        raise MISSUError(f"backend {requested!r}: choose {', '.join(BACKENDS)}")
+    if requested == "openvino":
+        if device.type != "cpu":
+            raise MISSUError(f"backend openvino runs on the CPU, not on {device}")
+        if not openvino_available():
+            raise MISSUError("backend openvino: OpenVINO is not installed (pip install 'missu[openvino]')")
+        return "openvino"
+    if requested == "auto" and device.type == "cpu" and not cpu_has_amx() and openvino_available():
+        return "openvino"
+    return "torch"
+
+
+def torch_runner(model: torch.nn.Module, device: torch.device, amp: bool) -> Runner:
+    def run(windows: torch.Tensor) -> torch.Tensor:
+        with autocast(device, enabled=amp):
+            return model(windows).float()
+    return run
+
+
+def weights_key(bundle: Bundle) -> str:
+    """The bundle's weights SHA-256 (the card's, or computed for an unsaved bundle)."""
+    if bundle.card.weights_sha256:
+        return bundle.card.weights_sha256
+    digest = hashlib.sha256()
+    for name, tensor in sorted(bundle.state_dict.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def openvino_model_path(bundle: Bundle, roi: Sequence[int]) -> Path:
+    """Where the converted model of these weights and window size is cached."""
+    from ..bundle.registry import cache_dir
+
+    in_channels = bundle.card.network.in_channels
+    return cache_dir() / "openvino" / f"{weights_key(bundle)[:32]}-{in_channels}x{'x'.join(map(str, roi))}.xml"
+
+
+def convert_to_openvino(model: torch.nn.Module, bundle: Bundle, roi: Sequence[int]) -> Path:
+    """The OpenVINO IR of ``model`` for one window, converted from its PyTorch weights once and cached (written
+    to a temporary folder and renamed, so that a killed conversion leaves no half model behind)."""
+    import openvino as ov
+
+    target = openvino_model_path(bundle, roi)
+    if target.exists() and target.with_suffix(".bin").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, bundle.card.network.in_channels, *roi)
+    log.info("converting %s to OpenVINO (once; cached in %s)", bundle.card.name, target.parent)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".converting-") as scratch:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the shape checks are constant for one window
+            warnings.simplefilter("ignore", DeprecationWarning)  # OpenVINO's tracer calls torch.jit.trace
+            converted = ov.convert_model(model.cpu().eval(), example_input=example)
+        partial = Path(scratch) / target.name
+        ov.save_model(converted, str(partial), compress_to_fp16=False)
+        shutil.move(str(partial.with_suffix(".bin")), target.with_suffix(".bin"))
+        os.replace(partial, target)  # the .xml last: its presence means the pair is complete
+    return target
+
+
+def openvino_runner(model: torch.nn.Module, bundle: Bundle, roi: Sequence[int], precision: str | None = None) -> Runner:
+    """Windows through OpenVINO's CPU plugin, one at a time; ``precision`` f32 or bf16 (default: bf16 only on
+    CPUs with AMX: without AMX, bf16 is emulated and many times slower)."""
+    import openvino as ov
+
+    precision = precision or ("bf16" if amp_dtype(torch.device("cpu")) == torch.bfloat16 else "f32")
+    path = convert_to_openvino(model, bundle, roi)
+    core = ov.Core()
+    core.set_property({"CACHE_DIR": str(path.parent / "compiled")})  # compiled kernels reused by the next process
+    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                    "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+
+    def run(windows: torch.Tensor) -> torch.Tensor:
+        outputs = [torch.from_numpy(request.infer([w[None].numpy()])[0].copy()) for w in windows.float().cpu()]
+        return torch.cat(outputs)
+    return run

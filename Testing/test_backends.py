@@ -1,0 +1,74 @@
+"""Network runtimes: the backend choice per machine, the OpenVINO model derived from the bundle's weights and
+cached by their SHA-256, and the accuracy guard: on a real validation case, OpenVINO's labels agree with
+PyTorch float32's (Dice >= 0.99)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from conftest import missing_tool, shared_data
+
+from missu.errors import MISSUError
+from missu.inference import Segmenter, backends
+from missu.inference.backends import choose_backend, openvino_available, openvino_model_path
+
+CASE = "la_0RZDK210BSMWAA6467LU"  # a validation case of the shipped la-mri
+
+
+@pytest.fixture
+def openvino(monkeypatch, tmp_path):
+    if not openvino_available():
+        missing_tool("OpenVINO (pip install 'missu[openvino]')")
+    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+
+
+def test_backend_choice_follows_the_machine(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(backends, "openvino_available", lambda: True)
+    monkeypatch.setattr(backends, "cpu_has_amx", lambda: False)
+    assert choose_backend("auto", cpu) == "openvino"  # AVX-512 / AVX2: OpenVINO float32
+    monkeypatch.setattr(backends, "cpu_has_amx", lambda: True)
+    assert choose_backend("auto", cpu) == "torch"  # AMX: PyTorch bf16
+    assert choose_backend("auto", torch.device("cuda")) == "torch"
+    assert choose_backend("torch", cpu) == "torch"
+    with pytest.raises(MISSUError, match="openvino runs on the CPU"):
+        choose_backend("openvino", torch.device("cuda"))
+    with pytest.raises(MISSUError, match="choose auto, torch, openvino"):
+        choose_backend("tensorrt", cpu)
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+    assert choose_backend("auto", cpu) == "torch"  # optional: the engine runs without it
+    with pytest.raises(MISSUError, match=r"OpenVINO is not installed \(pip install 'missu\[openvino\]'\)"):
+        choose_backend("openvino", cpu)
+
+
+def test_openvino_agrees_with_pytorch_float32_on_a_real_case(openvino):
+    image = shared_data("la2018") / "imagesTr" / f"{CASE}.nii.gz"
+    reference = Segmenter("la-mri", device="cpu", backend="torch", amp=False)
+    fast = Segmenter("la-mri", device="cpu", backend="openvino")
+    expected = sitk.GetArrayFromImage(reference.segment_files([image]).labels) > 0
+    got = sitk.GetArrayFromImage(fast.segment_files([image]).labels) > 0
+    dice = 2 * (expected & got).sum() / (expected.sum() + got.sum())
+    assert expected.sum() > 10000 and dice >= 0.99, dice
+
+
+def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bundle, phantom):
+    path, _ = phantom()
+    bundle = make_bundle("a")
+    first = Segmenter(bundle, device="cpu", backend="openvino")
+    first.segment_files([path])
+    converted = openvino_model_path(first.bundle, first.card.roi_size)
+    assert converted.exists() and converted.with_suffix(".bin").exists()
+    assert first.card.weights_sha256[:32] in converted.name  # named by the weights it came from
+    stamp = converted.stat().st_mtime_ns
+    again = Segmenter(bundle, device="cpu", backend="openvino")
+    again.segment_files([path])
+    assert converted.stat().st_mtime_ns == stamp  # reused, not converted again
+    assert not list(converted.parent.glob(".converting-*"))  # no half-written conversion left
+
+    torch.manual_seed(1)
+    other = make_bundle("b", roi=(32, 32, 16))
+    assert openvino_model_path(Segmenter(other, device="cpu", backend="openvino").bundle, (32, 32, 16)) != converted
+    torch_labels = Segmenter(bundle, device="cpu", backend="torch", amp=False).segment_files([path]).labels
+    assert np.array_equal(sitk.GetArrayFromImage(torch_labels), sitk.GetArrayFromImage(first.segment_files([path]).labels))
