@@ -73,13 +73,13 @@ def segment_descriptions(labels: Sequence[Label], card: ModelCard, reviewed: boo
 
 
 def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: str | os.PathLike,
-                    overwrite: bool = False, segments: Sequence[Label] | None = None, reviewed: bool = False) -> None:
-    """A DICOM SEG of ``labels`` (label values on ``source``'s grid, the volume :meth:`Series.read` gives), one
-    segment per label of ``segments`` (default: the card's); ``reviewed`` marks it edited by a person
-    (algorithm type SEMIAUTOMATIC). Written atomically."""
+                    overwrite: bool = False, reviewed: bool = False) -> None:
+    """A DICOM SEG of ``labels`` (the card's label values on ``source``'s grid, the volume :meth:`Series.read`
+    gives), one segment per card label; ``reviewed`` marks it edited by a person (algorithm type SEMIAUTOMATIC).
+    Written atomically."""
     hd = _highdicom()
 
-    segments = list(card.labels if segments is None else segments)
+    segments = card.labels
     if difference := grid_difference(labels, source.read()):  # a SEG has no geometry but its source's frames
         raise MISSUError(f"{path}: the label map is not on the grid of {source}: {difference}")
     headers = source.headers()
@@ -90,14 +90,13 @@ def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: s
             lookup[label.value] = number
     if unknown := sorted(set(np.unique(values).tolist()) - {0, *(lab.value for lab in segments)}):
         raise MISSUError(f"{path}: label value(s) {unknown} have no segment")
-    number = source.number
     seg = hd.seg.Segmentation(
         source_images=headers,
         pixel_array=lookup[values],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(segments, card, reviewed),
         series_instance_uid=hd.UID(),
-        series_number=(number or 0) + SERIES_NUMBER_OFFSET,
+        series_number=(source.number or 0) + SERIES_NUMBER_OFFSET,
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer="MISSU",
