@@ -72,3 +72,20 @@ def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bu
     assert openvino_model_path(Segmenter(other, device="cpu", backend="openvino").bundle, (32, 32, 16)) != converted
     torch_labels = Segmenter(bundle, device="cpu", backend="torch", amp=False).segment_files([path]).labels
     assert np.array_equal(sitk.GetArrayFromImage(torch_labels), sitk.GetArrayFromImage(first.segment_files([path]).labels))
+
+
+@pytest.mark.parametrize(("flag", "amp"), [("auto", True), ("fp32", False)])
+def test_precision_flag_reaches_the_engine(monkeypatch, flag, amp):
+    import missu.inference
+    from missu.cli import main
+
+    chosen = {}
+
+    class Recording(Segmenter):
+        def __init__(self, *args, **kwargs):
+            chosen.update(kwargs)
+            raise MISSUError("stop before loading")
+
+    monkeypatch.setattr(missu.inference, "Segmenter", Recording)
+    assert main(["segment", "--input", "x.nii.gz", "--output", "x.seg.nrrd", "--precision", flag]) == 1
+    assert chosen["amp"] is amp

@@ -282,6 +282,18 @@ def cpu_isa() -> dict[str, bool | str]:
     }
 
 
+EMULATED_ISAS = ("AVX2", "AVX512_CORE")
+
+
+def limit_isa(isa: str) -> None:
+    """Limit oneDNN (PyTorch's and OpenVINO's), ATen and OpenVINO's own kernels to ``isa``, as on a CPU that has
+    no more. They read the limit once when they load: the process starts again with it set (children inherit it)."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA") != isa:
+        aten = {"AVX2": "avx2", "AVX512_CORE": "avx512"}[isa]
+        os.environ.update(ONEDNN_MAX_CPU_ISA=isa, ATEN_CPU_CAPABILITY=aten, OV_CPU_MAX_ISA=isa)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
 def isa_tag(isa: dict) -> str:
     """A short name for the results file: the ISA the run was limited to, or the CPU's best."""
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
@@ -318,17 +330,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller training crops, fewer e2e rows")
-    parser.add_argument("--emulate-isa", choices=["AVX2", "AVX512_CORE"],
+    parser.add_argument("--emulate-isa", choices=EMULATED_ISAS,
                         help="limit oneDNN (PyTorch's and OpenVINO's), ATen and OpenVINO's own kernels to this ISA, "
                              "as on a CPU that has no more (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY, OV_CPU_MAX_ISA)")
     parser.add_argument("--e2e", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.emulate_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.emulate_isa:
-        # Read once when the libraries load: start again with them set (children inherit them).
-        aten = {"AVX2": "avx2", "AVX512_CORE": "avx512"}[args.emulate_isa]
-        os.environ.update(ONEDNN_MAX_CPU_ISA=args.emulate_isa, ATEN_CPU_CAPABILITY=aten, OV_CPU_MAX_ISA=args.emulate_isa)
-        os.execv(sys.executable, [sys.executable, *sys.argv])
+    if args.emulate_isa:
+        limit_isa(args.emulate_isa)
     if args.e2e:
         end_to_end_worker(*args.e2e, args.device, args.save)
         return

@@ -12,7 +12,7 @@ import threading
 
 from .. import __version__
 from ..errors import MISSUError
-from . import dataset, evaluate, export, info, segment, train
+from . import dataset, evaluate, export, info, segment, startup, train
 
 COMMANDS = (segment, evaluate, train, export, dataset, info)
 
@@ -39,6 +39,13 @@ def _watch_stdin() -> None:
 
 def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # so that partial outputs are removed on the way out (training has its own handler)
+
+
+def program() -> int:
+    """``missu`` as a program of its own (the console script and ``python -m missu``); :func:`main` is the same
+    for callers inside another process (the Slicer module's batch, tests)."""
+    startup.own_process = True
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:

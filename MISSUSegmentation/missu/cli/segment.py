@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto",
                    help="runtime of the network: auto (by machine: OpenVINO fp32 on CPUs without AMX when installed, "
                         "PyTorch otherwise), torch or openvino (default: auto)")
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="auto: bf16 where the hardware computes it natively (AMX CPUs, CUDA), float32 elsewhere; "
+                        "fp32: float32 everywhere (default: auto)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips (slower, a little more accurate)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the card's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -129,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.cases import cases_from_csv, cases_from_folder
-    from ..inference import Segmenter
+    from .startup import monai_without_unused_imports
+
+    with monai_without_unused_imports():
+        from ..inference import Segmenter
 
     if args.output is None and not args.dicomweb:
         raise MISSUError("--output is required (a .seg.nrrd or .dcm file, or a folder with --batch)")
@@ -138,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.series and args.batch:
         raise MISSUError("--series chooses the series of one study: use it with --input or --dicomweb, not --batch")
     segmenter = Segmenter(args.model, device=args.device, tta=args.tta or bool(args.uncertainty_out),
-                          overlap=args.overlap, backend=args.backend)
+                          overlap=args.overlap, backend=args.backend, amp=args.precision == "auto")
     if args.dicomweb:
         return _segment_dicomweb(segmenter, args)
     if args.input:

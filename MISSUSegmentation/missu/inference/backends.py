@@ -1,9 +1,10 @@
 """Runtimes for the network's sliding windows: PyTorch (always there) and OpenVINO (``pip install missu[openvino]``).
 
 The choice follows the measurements in ``benchmarks/results/``: on CPUs with AMX, PyTorch in bf16; on other CPUs
-(AVX-512, AVX2), OpenVINO in float32 where it is installed, else PyTorch in float32; on CUDA, PyTorch. The
-OpenVINO model is converted from the bundle's own weights on first use and cached by their SHA-256, never
-shipped in place of them.
+(AVX-512, AVX2), OpenVINO in float32 where it is installed, else PyTorch in float32; on CUDA, PyTorch. Tried and
+not kept (``benchmarks/runtimes.py``): ONNX Runtime and ``torch.compile`` (slower than OpenVINO), and OpenVINO int8
+by NNCF (faster, but its labels fail the accuracy guard). The OpenVINO model is converted from the bundle's own
+weights on first use and cached by their SHA-256, never shipped in place of them.
 """
 
 from __future__ import annotations
