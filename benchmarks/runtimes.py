@@ -1,6 +1,7 @@
 """Which runtime runs a bundle's windows fastest on this CPU, and what it costs in accuracy: the trial behind
 the engine's backend choice (``missu/inference/backends.py``).
 
+    pip install -e '.[benchmarks]'   # OpenVINO, ONNX Runtime, NNCF
     python benchmarks/runtimes.py [--model la-mri] [--emulate-isa AVX2] [--brats]
 
 Candidates, each for one window of the bundle's network with its real weights:
