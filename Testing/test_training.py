@@ -16,7 +16,7 @@ import torch
 from conftest import la_dataset, shared_data
 from missu.bundle import load_bundle
 from missu.cli import main
-from missu.training.checkpoint import load_checkpoint
+from missu.training.checkpoint import load_checkpoint, save_checkpoint
 
 RECIPE = """\
 preset: missu-small
@@ -93,6 +93,20 @@ def test_smoke_run_on_real_data_and_event_stream(tiny_la, tmp_path):
     out = tmp_path / "case.seg.nrrd"
     image = shared_data(f"la2018/imagesTr/{LA_CASES[0]}.nii.gz")
     assert main(["segment", "--model", events[-1]["bundle"], "--input", str(image), "--output", str(out)]) == 0
+
+
+    # without best.pt, the card carries the validation of the weights exported (last.pt's epoch), not the run's best
+    (run_dir / "checkpoints" / "best.pt").unlink()
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    later = {"epoch": 2, "val_dice": {"left atrium": 0.123}}
+    state["progress"].update(epoch=2, best_epoch=1, history=json.dumps([*json.loads(state["progress"]["history"]), later]))
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+    assert main(["export", str(run_dir), "--output", str(tmp_path / "last")]) == 0
+    assert load_bundle(tmp_path / "last").card.provenance["metrics"]["validation_dice"] == later["val_dice"]
+    state["progress"]["step_in_epoch"] = 3  # mid-epoch: no validation belongs to these weights
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+    assert main(["export", str(run_dir), "--output", str(tmp_path / "mid")]) == 0
+    assert load_bundle(tmp_path / "mid").card.provenance["metrics"]["validation_dice"] == {}
 
 
 def test_cancel_then_resume_equals_uninterrupted(tiny_la, tmp_path):

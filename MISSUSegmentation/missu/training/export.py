@@ -1,4 +1,4 @@
-"""A run's best checkpoint (or its last, before any validation) as a model bundle."""
+"""A run's best checkpoint (or its last, when it has none) as a model bundle."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def export_run(run_dir: Path, output: Path, half: bool = False, overwrite: bool 
     card = ModelCard.from_dict(json.loads(state["card"]), source=str(source))
     progress = state["progress"]
     history = json.loads(progress["history"])
-    record = next((r for r in history if r.get("epoch") == progress["best_epoch"]), {})
+    # the validation of these weights: the epoch the checkpoint closed (best.pt is written at the best epoch; a
+    # last.pt may be later than it), none for a checkpoint taken mid-epoch
+    record = {} if progress["step_in_epoch"] else next((r for r in history if r.get("epoch") == progress["epoch"]), {})
     provenance = json.loads(state.get("provenance", "{}"))  # (runs started before provenance was stored)
     split = run_dir / "split.json"
     if split.is_file():  # the run's held-out fold, the source of truth for `missu evaluate --validation-only`
