@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import slicerio
 
-from missu.cli import startup
+from conftest import shared_data
+from missu.cli import main, startup
 
 pytest.importorskip("matplotlib.pyplot")  # the probe shows it skipped, then importable: it must be installed
 pytest.importorskip("scipy.signal")
@@ -42,3 +44,15 @@ def test_inside_another_process_monai_is_left_alone():
     # The Slicer module calls missu.cli.main in Slicer's own process: MONAI must load there as it always does.
     loaded = probe(own=False)[0]
     assert loaded == str(sorted(startup.UNUSED_AT_SEGMENTATION))
+
+
+def test_a_missu_process_writes_the_same_labels(tmp_path):
+    # `python -m missu` (the modules hidden while MONAI loads) against main() in this process (MONAI as always)
+    case = shared_data("la2018/imagesTr/la_0RZDK210BSMWAA6467LU.nii.gz")
+    command = ["segment", "--input", str(case), "--backend", "torch", "--output"]
+    result = subprocess.run([sys.executable, "-m", "missu", *command, str(tmp_path / "process.seg.nrrd")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main([*command, str(tmp_path / "library.seg.nrrd")]) == 0
+    process, library = (slicerio.read_segmentation(str(tmp_path / f"{n}.seg.nrrd")) for n in ("process", "library"))
+    assert process["voxels"].any() and (process["voxels"] == library["voxels"]).all()
