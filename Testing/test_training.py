@@ -85,10 +85,11 @@ def test_smoke_run_on_real_data_and_event_stream(tiny_la, tmp_path):
     assert bundle.card.labels[0].type[1] == "82471001"  # left atrium terminology
     assert bundle.card.provenance["validation_cases"] and bundle.card.provenance["metrics"]["validation_dice"]
     half = tmp_path / "half-bundle"
-    assert main(["export", str(run_dir), "--output", str(half), "--half", "--name", "la-test"]) == 0
+    assert main(["export", str(run_dir), "--output", str(half), "--half", "--name", "la-test", "--version", "2.1"]) == 0
     exported = load_bundle(half)
     validation = json.loads((run_dir / "split.json").read_text())["validation"]
-    assert exported.card.name == "la-test" and exported.card.provenance["validation_cases"] == validation
+    assert exported.card.name == "la-test" and exported.card.version == "2.1"
+    assert exported.card.provenance["validation_cases"] == validation
     assert (half / "model.safetensors").stat().st_size < 0.6 * (Path(events[-1]["bundle"]) / "model.safetensors").stat().st_size
     out = tmp_path / "case.seg.nrrd"
     image = shared_data(f"la2018/imagesTr/{LA_CASES[0]}.nii.gz")

@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, required=True, help="bundle folder to write")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.add_argument("--name", help="model name in the card")
+    p.add_argument("--version", help="model version in the card (default 1.0)")
     p.add_argument("--description", help="description in the card")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..training.export import export_run  # torch: loaded when the command runs
 
-    changes = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
+    changes = {k: v for k, v in (("name", args.name), ("version", args.version), ("description", args.description)) if v}
     path = export_run(args.run_dir, args.output, half=args.half, overwrite=args.overwrite, card_changes=changes)
     print(f"{path}: exported from {args.run_dir}")
     return 0
