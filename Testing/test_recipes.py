@@ -68,3 +68,11 @@ def test_soft_labels_are_class_probabilities_everywhere_even_in_padding(tmp_path
         assert 0 < ((soft[1] > 0) & (soft[1] < 1)).sum(), "soft targets at the boundary"
         agree = ((soft[1] > 0.5) == (label == 1)).float().mean()
         assert agree > 0.97, f"soft and hard labels disagree on {1 - agree:.1%} of the voxels"
+
+
+def test_a_setting_newer_than_a_run_reads_as_its_default_on_resume():
+    stored = json.loads(json.dumps(Recipe(lr=1e-3).to_dict()))
+    for newer in ("folds", "fold"):
+        stored.pop(newer)
+    assert Recipe(lr=1e-3).changes_from(stored) == {}
+    assert Recipe(lr=1e-3, folds=5, fold=1).changes_from(stored) == {"folds": (0, 5), "fold": (0, 1)}

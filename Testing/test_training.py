@@ -16,6 +16,7 @@ import torch
 from conftest import la_dataset, shared_data
 from missu.bundle import load_bundle
 from missu.cli import main
+from missu.errors import MISSUError
 from missu.training.checkpoint import load_checkpoint, save_checkpoint
 
 RECIPE = """\
@@ -245,3 +246,23 @@ def test_torchrun_two_gloo_processes(tiny_la, tmp_path):
     # two training cases over two ranks: one step each per epoch
     assert events[0]["steps_per_epoch"] == 1
     assert events[-1]["event"] == "finished" and load_bundle(events[-1]["bundle"])
+
+
+def test_k_fold_splits_partition_the_cases_and_fold_0_is_the_shipped_split(tmp_path):
+    from missu.bundle import read_card, resolve_bundle
+    from missu.data.datasets import load_cases
+    from missu.training.recipe import Recipe
+    from missu.training.trainer import _split
+
+    cases = load_cases(shared_data("la2018/dataset.json"))
+    validation = []
+    for fold in range(5):
+        run_dir = tmp_path / f"fold{fold}"
+        run_dir.mkdir()
+        train, val = _split(cases, Recipe(folds=5, fold=fold), run_dir)
+        assert {c.name for c in train}.isdisjoint(c.name for c in val) and len(train) + len(val) == len(cases)
+        validation.append([c.name for c in val])
+    assert sorted(sum(validation, [])) == sorted(c.name for c in cases), "every case is validated exactly once"
+    assert validation[0] == read_card(resolve_bundle("la-mri")).provenance["validation_cases"]
+    with pytest.raises(MISSUError, match="fold must be in"):
+        Recipe(folds=5, fold=5)

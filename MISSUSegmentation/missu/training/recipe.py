@@ -65,6 +65,8 @@ class Recipe:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
     seed: int = 0  # weights, data order, augmentation
     split_seed: int = 0  # the train/validation split (kept fixed across seeds for comparisons)
+    folds: int = 0  # k-fold cross-validation: validate on part `fold` of `folds` (0: one split by val_fraction)
+    fold: int = 0
     cache_rate: float = 1.0
     num_workers: int = 0
     amp: bool = True  # bf16/fp16 autocast on CUDA, bf16 on CPUs with AMX
@@ -78,6 +80,9 @@ class Recipe:
             raise MISSUError("epochs, batch_size and crops_per_volume must be >= 1")
         if not 0 < self.val_fraction < 1:
             raise MISSUError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.folds == 1 or self.folds < 0 or not 0 <= self.fold < max(self.folds, 1):
+            raise MISSUError(f"fold must be in 0..folds-1 with folds >= 2 (or folds 0, no cross-validation); "
+                             f"got fold {self.fold} of {self.folds}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +90,8 @@ class Recipe:
     def changes_from(self, stored: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """Settings that differ from a run's stored recipe, bookkeeping aside: ``{name: (stored, now)}``."""
         now = json.loads(json.dumps(self.to_dict()))  # tuples as lists, like the stored JSON
+        defaults = json.loads(json.dumps(Recipe().to_dict()))  # a setting newer than the run reads as its default
+        stored = {**defaults, **stored}
         return {k: (stored.get(k), v) for k, v in now.items() if k not in BOOKKEEPING and stored.get(k) != v}
 
 

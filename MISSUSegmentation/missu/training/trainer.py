@@ -100,7 +100,8 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case], list[Case]]:
-    """A seeded train/validation split, stored in the run folder so a resumed run keeps it."""
+    """A seeded train/validation split (or fold ``recipe.fold`` of ``recipe.folds``), stored in the run folder so
+    a resumed run keeps it."""
     path = run_dir / SPLIT_FILE
     if path.is_file():
         names = json.loads(path.read_text())
@@ -111,10 +112,17 @@ def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case]
         return [by_name[n] for n in names["training"]], [by_name[n] for n in names["validation"]]
     order = sorted(cases, key=lambda c: c.name)
     random.Random(recipe.split_seed).shuffle(order)
-    n_val = max(1, round(recipe.val_fraction * len(order)))
-    if len(order) - n_val < 1:
-        raise MISSUError(f"{len(order)} usable case(s): too few to keep a validation fold")
-    val, train = sorted(order[:n_val], key=lambda c: c.name), sorted(order[n_val:], key=lambda c: c.name)
+    n = len(order)
+    if recipe.folds:  # contiguous parts of the shuffled order: fold 0 of 5 is the val_fraction 0.2 split
+        if n < recipe.folds:
+            raise MISSUError(f"{n} usable case(s): too few for {recipe.folds}-fold cross-validation")
+        first, last = recipe.fold * n // recipe.folds, (recipe.fold + 1) * n // recipe.folds
+    else:
+        first, last = 0, max(1, round(recipe.val_fraction * n))
+    if n - (last - first) < 1:
+        raise MISSUError(f"{n} usable case(s): too few to keep a validation fold")
+    val = sorted(order[first:last], key=lambda c: c.name)
+    train = sorted(order[:first] + order[last:], key=lambda c: c.name)
     path.write_text(json.dumps({"training": [c.name for c in train], "validation": [c.name for c in val]}, indent=1))
     return train, val
 
