@@ -14,10 +14,13 @@ import pytest
 import torch
 
 from conftest import la_dataset, shared_data
-from missu.bundle import load_bundle
+from missu.bundle import load_bundle, read_card, resolve_bundle
 from missu.cli import main
+from missu.data.datasets import load_cases
 from missu.errors import MISSUError
 from missu.training.checkpoint import load_checkpoint, save_checkpoint
+from missu.training.recipe import Recipe
+from missu.training.trainer import _split
 
 RECIPE = """\
 preset: missu-small
@@ -249,11 +252,6 @@ def test_torchrun_two_gloo_processes(tiny_la, tmp_path):
 
 
 def test_k_fold_splits_partition_the_cases_and_fold_0_is_the_shipped_split(tmp_path):
-    from missu.bundle import read_card, resolve_bundle
-    from missu.data.datasets import load_cases
-    from missu.training.recipe import Recipe
-    from missu.training.trainer import _split
-
     cases = load_cases(shared_data("la2018/dataset.json"))
     validation = []
     for fold in range(5):
@@ -266,3 +264,7 @@ def test_k_fold_splits_partition_the_cases_and_fold_0_is_the_shipped_split(tmp_p
     assert validation[0] == read_card(resolve_bundle("la-mri")).provenance["validation_cases"]
     with pytest.raises(MISSUError, match="fold must be in"):
         Recipe(folds=5, fold=5)
+    (tmp_path / "few").mkdir()
+    with pytest.raises(MISSUError, match="3 usable case\\(s\\): too few for 5-fold cross-validation"):
+        _split(cases[:3], Recipe(folds=5, fold=0), tmp_path / "few")
+    assert not (tmp_path / "few" / "split.json").exists(), "no split is written for a refused run"

@@ -92,7 +92,7 @@ class Recipe:
         now = json.loads(json.dumps(self.to_dict()))  # tuples as lists, like the stored JSON
         defaults = json.loads(json.dumps(Recipe().to_dict()))  # a setting newer than the run reads as its default
         stored = {**defaults, **stored}
-        return {k: (stored.get(k), v) for k, v in now.items() if k not in BOOKKEEPING and stored.get(k) != v}
+        return {k: (stored[k], v) for k, v in now.items() if k not in BOOKKEEPING and stored[k] != v}
 
 
 # Settings that do not change what a run learns; a resumed run may change them. (Not num_workers: MONAI
