@@ -4,12 +4,16 @@ PyTorch float32's (Dice >= 0.99)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import missing_tool, shared_data
 
+from conftest import missing_tool, shared_data
 from missu.errors import MISSUError
 from missu.inference import Segmenter, backends
 from missu.inference.backends import choose_backend, openvino_available, openvino_model_path
@@ -89,3 +93,19 @@ def test_precision_flag_reaches_the_engine(monkeypatch, flag, amp):
     monkeypatch.setattr(missu.inference, "Segmenter", Recording)
     assert main(["segment", "--input", "x.nii.gz", "--output", "x.seg.nrrd", "--precision", flag]) == 1
     assert chosen["amp"] is amp
+
+
+def test_openvino_sends_no_usage_telemetry(openvino, make_bundle, phantom, tmp_path):
+    """OpenVINO's converter sends usage events and writes a client id under ``~/intel`` unless the user opted out
+    or a CI variable is set; `missu segment` on OpenVINO, run as a user runs it, must do neither."""
+    path, _ = phantom()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env.update(HOME=str(home), MISSU_CACHE=str(tmp_path / "cache"))
+    command = [sys.executable, "-m", "missu", "segment", "--model", str(make_bundle("a")), "--input", str(path),
+               "--output", str(tmp_path / "out.seg.nrrd"), "--backend", "openvino"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.seg.nrrd").is_file() and any((tmp_path / "cache" / "openvino").glob("*.xml"))
+    assert not (home / "intel").exists(), sorted(p.name for p in (home / "intel").rglob("*"))

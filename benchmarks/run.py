@@ -302,15 +302,13 @@ def isa_tag(isa: dict) -> str:
 
 
 def machine(device: torch.device) -> str:
+    from missu.inference.backends import import_openvino, openvino_available
+
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     text = f"{cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads; torch {torch.__version__}"
-    try:
-        import openvino
-
-        text += f"; OpenVINO {openvino.__version__.split('-')[0]}"
-    except ImportError:
-        pass
+    if openvino_available():
+        text += f"; OpenVINO {import_openvino().__version__.split('-')[0]}"
     if device.type == "cuda":
         text += f"; GPU {torch.cuda.get_device_name(device)} ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
     return text

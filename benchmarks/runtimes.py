@@ -38,6 +38,8 @@ import torch
 from accuracy import MAX_DICE_CHANGE, MIN_AGREEMENT, dice
 from run import EMULATED_ISAS, ROI, build, cpu_isa, interleaved, isa_tag, limit_isa, machine, ratio, spread
 
+from missu.inference.backends import import_openvino
+
 ROOT = Path(__file__).resolve().parents[1]
 Run = Callable[[torch.Tensor], torch.Tensor]  # windows (B, C, *roi) -> float32 logits
 BASELINE = "PyTorch fp32"
@@ -93,7 +95,7 @@ def candidates(model: torch.nn.Module, example: torch.Tensor, calibration: list[
         return one_at_a_time(lambda w: session.run(None, {name: w})[0])
 
     def openvino_model():
-        import openvino as ov
+        ov = import_openvino()
 
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -101,7 +103,7 @@ def candidates(model: torch.nn.Module, example: torch.Tensor, calibration: list[
 
     def openvino(quantise: dict | None = None) -> Callable[[], Run]:
         def factory() -> Run:
-            import openvino as ov
+            ov = import_openvino()
 
             converted = openvino_model()
             if quantise is not None:

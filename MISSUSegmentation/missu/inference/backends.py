@@ -13,10 +13,12 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -34,6 +36,24 @@ def openvino_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
+
+
+def import_openvino() -> ModuleType:
+    """``openvino``, imported without its usage telemetry. ``import openvino`` loads its converter, which sends
+    usage events to Google Analytics (unless the user opted out) and writes a client id under ``~/intel``; with
+    the ``openvino_telemetry`` package hidden while it loads, the converter binds OpenVINO's own no-op stub."""
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    hidden = sys.modules.get("openvino_telemetry")  # None for a package that is not imported (or already hidden)
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import raise ImportError
+    try:
+        import openvino
+    finally:
+        if hidden is None:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = hidden
+    return openvino
 
 
 def choose_backend(requested: str, device: torch.device) -> str:
@@ -80,7 +100,7 @@ def openvino_model_path(bundle: Bundle, roi: Sequence[int]) -> Path:
 def convert_to_openvino(model: torch.nn.Module, bundle: Bundle, roi: Sequence[int]) -> Path:
     """The OpenVINO IR of ``model`` for one window, converted from its PyTorch weights once and cached (written
     to a temporary folder and renamed, so that a killed conversion leaves no half model behind)."""
-    import openvino as ov
+    ov = import_openvino()
 
     target = openvino_model_path(bundle, roi)
     if target.exists() and target.with_suffix(".bin").exists():
@@ -103,7 +123,7 @@ def convert_to_openvino(model: torch.nn.Module, bundle: Bundle, roi: Sequence[in
 def openvino_runner(model: torch.nn.Module, bundle: Bundle, roi: Sequence[int], precision: str | None = None) -> Runner:
     """Windows through OpenVINO's CPU plugin, one at a time; ``precision`` f32 or bf16 (default: bf16 only on
     CPUs with AMX: without AMX, bf16 is emulated and many times slower)."""
-    import openvino as ov
+    ov = import_openvino()
 
     precision = precision or ("bf16" if amp_dtype(torch.device("cpu")) == torch.bfloat16 else "f32")
     path = convert_to_openvino(model, bundle, roi)
