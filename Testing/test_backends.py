@@ -13,10 +13,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import missing_tool, shared_data
+from conftest import missing_tool, shared_data, small_card
+from missu.bundle import ensemble_state_dict, load_bundle, save_bundle
 from missu.errors import MISSUError
 from missu.inference import Segmenter, backends
 from missu.inference.backends import choose_backend, openvino_available, openvino_model_path
+from missu.network import build_model
 
 CASE = "la_0RZDK210BSMWAA6467LU"  # a validation case of the shipped la-mri
 
@@ -109,3 +111,17 @@ def test_openvino_sends_no_usage_telemetry(openvino, make_bundle, phantom, tmp_p
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.seg.nrrd").is_file() and any((tmp_path / "cache" / "openvino").glob("*.xml"))
     assert not (home / "intel").exists(), sorted(p.name for p in (home / "intel").rglob("*"))
+
+
+def test_an_ensemble_runs_the_same_on_openvino(openvino, tmp_path):
+    """An ensemble bundle converts as one network: its windows' class probabilities on OpenVINO match PyTorch's."""
+    card = small_card().with_changes(members=3)
+    torch.manual_seed(3)
+    weights = ensemble_state_dict([build_model(card.network, inference=True).state_dict() for _ in range(3)])
+    bundle = load_bundle(save_bundle(tmp_path / "ensemble", card, weights))
+    windows = torch.randn(2, 1, *card.roi_size)
+    fast = Segmenter(bundle, device="cpu", backend="openvino", amp=False)._runner()
+    reference = Segmenter(bundle, device="cpu", backend="torch", amp=False)._runner()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.softmax(fast(windows), 1), torch.softmax(reference(windows), 1),
+                                   atol=1e-4, rtol=1e-4)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import small_card
-from missu.bundle import load_bundle, resolve_bundle, save_bundle
+from missu.bundle import ensemble_state_dict, load_bundle, resolve_bundle, save_bundle
 from missu.bundle import CARD_FILE, WEIGHTS_FILE
 from missu.bundle.card import ModelCard
 from missu.errors import MISSUError
@@ -134,3 +134,32 @@ def test_card_checks_its_own_consistency():
     two["network"]["out_channels"] = 3
     with pytest.raises(MISSUError, match="label values must be unique"):
         ModelCard.from_dict({**two, "labels": [label, label]})
+
+
+def test_ensemble_bundle_averages_its_members_probabilities(tmp_path):
+    card = small_card()
+    members = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        members.append(build_model(card.network, inference=True).eval())
+    path = save_bundle(tmp_path / "ensemble", card.with_changes(members=2),
+                       ensemble_state_dict([m.state_dict() for m in members]))
+    assert json.loads((path / CARD_FILE).read_text())["members"] == 2
+    assert "members" not in json.loads((save_bundle(tmp_path / "one", card, members[0].state_dict()) / CARD_FILE).read_text())
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        probabilities = [torch.softmax(m(x), dim=1) for m in members]
+        assert (probabilities[0] - probabilities[1]).abs().max() > 1e-3, "the members must differ for this test"
+        got = torch.softmax(load_bundle(path).build()(x), dim=1)
+    torch.testing.assert_close(got, (probabilities[0] + probabilities[1]) / 2, atol=1e-6, rtol=1e-5)
+    with pytest.raises(MISSUError, match="weights do not match the card's network: missing"):
+        save_bundle(tmp_path / "short", card.with_changes(members=3), ensemble_state_dict([m.state_dict() for m in members]))
+
+
+@pytest.mark.parametrize("members", [0, 2.5, "2", 65])
+def test_a_bad_member_count_is_refused_naming_the_card(make_bundle, members):
+    path = make_bundle()
+    card = json.loads((path / CARD_FILE).read_text())
+    (path / CARD_FILE).write_text(json.dumps({**card, "members": members}))
+    with pytest.raises(MISSUError, match=f"{path / CARD_FILE}: members"):
+        load_bundle(path)

@@ -268,3 +268,56 @@ def test_k_fold_splits_partition_the_cases_and_fold_0_is_the_shipped_split(tmp_p
     with pytest.raises(MISSUError, match="3 usable case\\(s\\): too few for 5-fold cross-validation"):
         _split(cases[:3], Recipe(folds=5, fold=0), tmp_path / "few")
     assert not (tmp_path / "few" / "split.json").exists(), "no split is written for a refused run"
+
+
+def test_folds_export_as_an_ensemble_and_evaluate_out_of_fold(tiny_la, tmp_path, capsys):
+    dataset, recipe = tiny_la
+    runs, bundles = [tmp_path / "fold0", tmp_path / "fold1"], [tmp_path / "b0", tmp_path / "b1"]
+    for fold, (run_dir, bundle) in enumerate(zip(runs, bundles)):
+        code, _, stderr = _train(dataset, recipe, run_dir, "--epochs", "1", "--fold", str(fold), "--folds", "3")
+        assert code == 0, stderr
+        assert main(["export", str(run_dir), "--output", str(bundle)]) == 0
+    held_out = [read_card(b).provenance["validation_cases"] for b in bundles]
+    assert len(held_out[0]) == len(held_out[1]) == 1 and held_out[0] != held_out[1]
+
+    # out of fold: each case scored by the fold that held it out, exactly as that fold alone scores it
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(bundles[0]), "--model", str(bundles[1]), "--dataset", str(dataset),
+                 "--validation-only", "--json"]) == 0
+    pooled = json.loads(capsys.readouterr().out)
+    assert pooled["model_of_case"] == {held_out[0][0]: str(bundles[0]), held_out[1][0]: str(bundles[1])}
+    for bundle in bundles:
+        assert main(["evaluate", "--model", str(bundle), "--dataset", str(dataset), "--validation-only", "--json"]) == 0
+        alone = json.loads(capsys.readouterr().out)["cases"]
+        assert {name: pooled["cases"][name] for name in alone} == alone
+    assert pooled["mean"]["left atrium"]["cases"] == 2
+    shutil.copytree(bundles[0], tmp_path / "b0-copy")
+    for models, flags, message in (((bundles[0], bundles[0]), ["--validation-only"], "given more than once"),
+                                   ((bundles[0], tmp_path / "b0-copy"), ["--validation-only"], "both hold out case"),
+                                   ((bundles[0], bundles[1]), [], "needs --validation-only")):
+        arguments = [a for m in models for a in ("--model", str(m))]
+        assert main(["evaluate", *arguments, "--dataset", str(dataset), *flags]) == 1
+        assert message in capsys.readouterr().err
+
+    # the two folds as one ensemble bundle, which segments as any bundle does
+    ensemble = tmp_path / "ensemble"
+    assert main(["export", str(runs[0]), str(runs[1]), "--output", str(ensemble), "--name", "la-cv"]) == 0
+    card = read_card(ensemble)
+    assert card.members == 2 and card.name == "la-cv"
+    assert card.provenance["validation_cases"] == [], "every case trained one of the members"
+    assert [m["validation_cases"] for m in card.provenance["members"]] == held_out
+    image = shared_data(f"la2018/imagesTr/{LA_CASES[0]}.nii.gz")
+    assert main(["segment", "--model", str(ensemble), "--input", str(image), "--output", str(tmp_path / "e.seg.nrrd")]) == 0
+    code, _, stderr = _train(dataset, recipe, tmp_path / "init", "--epochs", "1", "--init", str(ensemble))
+    assert code == 1 and "an ensemble of 2 networks" in stderr
+
+    # refused, writing nothing: the same run twice, or runs whose cards differ
+    assert main(["export", str(runs[0]), str(runs[0]), "--output", str(tmp_path / "twice")]) == 1
+    assert "given more than once" in capsys.readouterr().err
+    for name in ("last.pt", "best.pt"):
+        state = load_checkpoint(runs[1] / "checkpoints" / name)
+        state["card"] = json.dumps({**json.loads(state["card"]), "overlap": 0.25})
+        save_checkpoint(runs[1] / "checkpoints" / name, state)
+    assert main(["export", str(runs[0]), str(runs[1]), "--output", str(tmp_path / "mixed")]) == 1
+    assert "the cards differ in overlap" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "mixed").exists()

@@ -10,10 +10,10 @@ import importlib
 from .card import CARD_FILE, WEIGHTS_FILE, Channel, Label, ModelCard, read_card
 from .registry import bundled_models, resolve_bundle
 
-_LAZY = {"Bundle", "load_bundle", "save_bundle"}
+_LAZY = {"Bundle", "build_network", "ensemble_state_dict", "load_bundle", "save_bundle"}
 
-__all__ = ["Bundle", "CARD_FILE", "Channel", "Label", "ModelCard", "WEIGHTS_FILE", "bundled_models", "load_bundle",
-           "read_card", "resolve_bundle", "save_bundle"]
+__all__ = ["Bundle", "CARD_FILE", "Channel", "Label", "ModelCard", "WEIGHTS_FILE", "build_network", "bundled_models",
+           "ensemble_state_dict", "load_bundle", "read_card", "resolve_bundle", "save_bundle"]
 
 
 def __getattr__(name: str):

@@ -17,7 +17,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..errors import MISSUError
-from ..network import MISSU, build_model
+from ..network import Ensemble, build_model
 from .card import CARD_FILE, WEIGHTS_FILE, ModelCard, parse_card, read_bundle_files
 
 
@@ -27,16 +27,28 @@ class Bundle:
     path: Path
     state_dict: dict[str, torch.Tensor]
 
-    def build(self, device: str | torch.device = "cpu") -> MISSU:
+    def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The inference network (no distillation branch) with the bundle's weights, in eval mode."""
-        model = build_model(self.card.network, inference=True)
+        model = build_network(self.card)
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval().to(device)
 
 
+def build_network(card: ModelCard) -> torch.nn.Module:
+    """The card's inference network: one MISSU, or an :class:`Ensemble` of ``card.members`` of them."""
+    if card.members == 1:
+        return build_model(card.network, inference=True)
+    return Ensemble([build_model(card.network, inference=True) for _ in range(card.members)])
+
+
+def ensemble_state_dict(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The members' inference weights as one state dict of an :class:`Ensemble` (``members.<i>.<name>``)."""
+    return {f"members.{i}.{name}": tensor for i, state in enumerate(members) for name, tensor in state.items()}
+
+
 def _check_weights(card: ModelCard, state: dict[str, torch.Tensor], path: Path) -> None:
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(card.network, inference=True).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_network(card).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     problems = []
     if missing := sorted(set(expected) - set(got)):

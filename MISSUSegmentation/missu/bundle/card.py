@@ -19,6 +19,7 @@ from ..network.presets import MISSUConfig
 
 CARD_VERSION = 1
 CARD_FILE, WEIGHTS_FILE = "card.json", "model.safetensors"
+MAX_MEMBERS = 64  # networks in one ensemble bundle
 SCHEMA_FILE = Path(__file__).with_name("card.schema.json")  # every field's type, range and meaning
 # Slicer's terminology contexts that hold every code we use (the General Anatomy list has no left atrium).
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
@@ -96,6 +97,7 @@ class ModelCard:
     min_component_mm3: float = 0.0  # components of a label smaller than this become background
     small_label_fallback: dict[str, int] | None = None  # {"label": 4, "min_voxels": 500, "to": 1}
     provenance: dict[str, Any] = field(default_factory=dict)  # data, training, metrics, created
+    members: int = 1  # networks in the bundle, their class probabilities averaged (an ensemble when > 1)
     weights_sha256: str = ""
     card_version: int = CARD_VERSION
 
@@ -112,6 +114,8 @@ class ModelCard:
             raise MISSUError(f"card {self.name}: label values must be unique and non-zero, got {values}")
         if not 0 <= self.overlap < 1:
             raise MISSUError(f"card {self.name}: overlap must be in [0, 1), got {self.overlap}")
+        if type(self.members) is not int or not 1 <= self.members <= MAX_MEMBERS:
+            raise MISSUError(f"card {self.name}: members must be 1 to {MAX_MEMBERS}, got {self.members}")
 
     @property
     def roi_size(self) -> tuple[int, int, int]:
@@ -125,6 +129,8 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["network"] = self.network.to_dict()
+        if self.members == 1:
+            del data["members"]  # a single network's card stays readable by missu before ensembles
         return data
 
     def to_json(self) -> str:

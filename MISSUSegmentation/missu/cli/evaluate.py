@@ -1,4 +1,5 @@
-"""``missu evaluate``: segment the cases of an MSD ``dataset.json`` and score them against their labels."""
+"""``missu evaluate``: segment the cases of an MSD ``dataset.json`` and score them against their labels; with
+several models (the folds of a cross-validation), each case is scored by the model that held it out."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from ..errors import MISSUError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="Dice, Jaccard, 95HD, ASD (medpy definitions) of a model on a labelled dataset")
-    p.add_argument("--model", default="la-mri", help="bundle name or path")
+    p.add_argument("--model", action="append",
+                   help="bundle name or path (default la-mri); repeat it with the folds of a cross-validation and "
+                        "--validation-only for the out-of-fold evaluation")
     p.add_argument("--dataset", type=Path, required=True, help="MSD-format dataset.json")
     p.add_argument("--key", default="training", help="list in dataset.json to use (default: training)")
     p.add_argument("--validation-only", action="store_true",
@@ -28,18 +31,49 @@ def _fmt(value: float | None, scale: float = 1.0) -> str:
     return "   n/a" if value is None else f"{value * scale:6.2f}"
 
 
+def _held_out(models: list[str], cards: list) -> dict[str, int]:
+    """Case name -> index of the model that held it out, checking that the models are folds of one
+    cross-validation: each records its validation cases, no case is held out twice, and the labels agree."""
+    owner: dict[str, int] = {}
+    for i, (model, card) in enumerate(zip(models, cards)):
+        cases = card.provenance.get("validation_cases")
+        if not cases:
+            raise MISSUError(f"model {model}: its card records no validation cases; drop --validation-only")
+        if (card.labels, card.regions) != (cards[0].labels, cards[0].regions):
+            raise MISSUError(f"model {model}: its labels or regions differ from those of {models[0]}")
+        for case in cases:
+            if case in owner:
+                raise MISSUError(f"models {models[owner[case]]} and {model} both hold out case {case}: "
+                                 "not the folds of one cross-validation")
+            owner[case] = i
+    return owner
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..bundle import read_card, resolve_bundle
     from ..data.datasets import dataset_info, load_cases, read_case, remap_labels
     from ..evaluation import case_metrics, summarize
     from ..inference import Segmenter
 
-    segmenter = Segmenter(args.model, device=args.device, tta=args.tta, backend=args.backend)
-    card = segmenter.card
-    only = card.provenance.get("validation_cases") if args.validation_only else None
-    if args.validation_only and not only:
-        raise MISSUError(f"model {card.name}: its card records no validation cases; drop --validation-only")
+    models = args.model or ["la-mri"]
+    if len(models) > 1 and not args.validation_only:
+        raise MISSUError("several --model: an out-of-fold evaluation, which needs --validation-only (each case is "
+                         "scored by the model that held it out)")
+    if len(set(models)) != len(models):
+        raise MISSUError(f"--model: {', '.join(models)}: a model is given more than once")
+    cards = [read_card(resolve_bundle(m)) for m in models]  # checked before any weights load
+    owner = _held_out(models, cards) if args.validation_only else {}
+    segmenters: dict[int, Segmenter] = {}  # loaded on first use
+
+    def segmenter(index: int) -> Segmenter:
+        if index not in segmenters:
+            segmenters[index] = Segmenter(models[index], device=args.device, tta=args.tta, backend=args.backend)
+        return segmenters[index]
+
+    card = cards[0]
+    only = list(owner) if args.validation_only else None
     cases = load_cases(args.dataset, key=args.key, only=only, missing_ok=True)
     label_map = dataset_info(args.dataset).label_map
     label_values = [lab.value for lab in card.labels] + list(label_map)
@@ -50,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         except MISSUError as exc:
             skipped[case.name] = str(exc)
             continue
-        result = segmenter.segment(channels, names=list(case.images))
+        result = segmenter(owner.get(case.name, 0)).segment(channels, names=list(case.images))
         truth = remap_labels(label, label_map)
         per_case[case.name] = case_metrics(result.labels, truth, card)
     for name, reason in skipped.items():
@@ -59,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
         raise MISSUError(f"{args.dataset}: no case could be evaluated ({len(skipped)} skipped)")
     summary = summarize(per_case)
     if args.json:
-        print(json.dumps({"model": card.name, "dataset": str(args.dataset), "cases": per_case, "mean": summary,
-                          "skipped": skipped}, indent=2))
+        report = {"model": card.name, "dataset": str(args.dataset), "cases": per_case, "mean": summary,
+                  "skipped": skipped}
+        if len(models) > 1:
+            report["model_of_case"] = {name: models[owner[name]] for name in per_case}
+        print(json.dumps(report, indent=2))
         return 0
     header = f"{'case':28} {'segment':16} {'Dice%':>6} {'Jacc%':>6} {'HD95':>6} {'ASD':>6} {'HD95mm':>6} {'ASDmm':>6}"
     print(header)
@@ -72,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     for group, m in summary.items():
         print(f"{group}: Dice {100 * m['dice']:.2f} +- {100 * m['dice_se']:.2f} % (mean +- standard error), "
               f"{m['failed']} of {m['cases']} case(s) failed (empty prediction or reference)")
+    if len(models) > 1:
+        print(f"out of fold: each case scored by the one of {len(models)} models that held it out", file=sys.stderr)
     print("distances: 95HD (both directions pooled) and ASD (result to reference) in voxels, as the published "
           "LA reference, then in mm", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
-"""``missu export``: a training run's best checkpoint as a model bundle (also while the run goes on)."""
+"""``missu export``: a training run's best checkpoint as a model bundle, or several runs of one recipe (folds,
+seeds) as an ensemble bundle (also while the runs go on)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a model bundle from a training run's best checkpoint")
-    p.add_argument("run_dir", type=Path, help="the run folder of `missu train`")
+    p = sub.add_parser("export", help="write a model bundle from a training run's best checkpoint (several runs: "
+                                      "an ensemble averaging their class probabilities)")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folder(s) of `missu train`")
     p.add_argument("--output", type=Path, required=True, help="bundle folder to write")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.add_argument("--name", help="model name in the card")
@@ -22,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from ..training.export import export_run  # torch: loaded when the command runs
 
     changes = {k: v for k, v in (("name", args.name), ("version", args.version), ("description", args.description)) if v}
-    path = export_run(args.run_dir, args.output, half=args.half, overwrite=args.overwrite, card_changes=changes)
-    print(f"{path}: exported from {args.run_dir}")
+    path = export_run(args.run_dirs, args.output, half=args.half, overwrite=args.overwrite, card_changes=changes)
+    print(f"{path}: exported from {', '.join(map(str, args.run_dirs))}")
     return 0

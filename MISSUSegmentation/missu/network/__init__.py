@@ -10,10 +10,10 @@ import importlib
 
 from .presets import PRESETS, STRIDE, MISSUConfig, preset_config
 
-_LAZY = {"MISSU": ".missu", "TrainOutput": ".missu", "build_model": ".missu", "MISSULoss": ".losses",
+_LAZY = {"Ensemble": ".ensemble", "MISSU": ".missu", "TrainOutput": ".missu", "build_model": ".missu", "MISSULoss": ".losses",
          "probability_kl": ".losses"}
 
-__all__ = ["MISSU", "MISSULoss", "probability_kl", "MISSUConfig", "PRESETS", "STRIDE", "TrainOutput", "build_model", "preset_config"]
+__all__ = ["Ensemble", "MISSU", "MISSULoss", "probability_kl", "MISSUConfig", "PRESETS", "STRIDE", "TrainOutput", "build_model", "preset_config"]
 
 
 def __getattr__(name: str):

@@ -1,23 +1,63 @@
-"""A run's best checkpoint (or its last, when it has none) as a model bundle."""
+"""Training runs as a model bundle: one run's best checkpoint (or its last, when it has none), or several runs
+of one recipe (cross-validation folds, seeds) as an ensemble (also while the runs go on)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..bundle import ModelCard, save_bundle
+import torch
+
+from ..bundle import ModelCard, ensemble_state_dict, save_bundle
 from ..errors import MISSUError
 from ..network import build_model
 from .checkpoint import load_checkpoint
 
+IDENTITY_FREE = ("provenance", "weights_sha256")  # card fields that differ between runs of one model
 
-def export_run(run_dir: Path, output: Path, half: bool = False, overwrite: bool = True,
+
+class Member(NamedTuple):
+    card: ModelCard  # with the run's provenance
+    weights: dict[str, torch.Tensor]  # inference weights
+
+
+def export_run(run_dirs: Path | Sequence[Path], output: Path, half: bool = False, overwrite: bool = True,
                card_changes: dict[str, Any] | None = None) -> Path:
-    """Write ``output`` from ``run_dir/checkpoints``: inference weights, and the card with provenance and
-    the validation metrics of the exported epoch. ``card_changes`` edit card fields (e.g. name, description)."""
-    run_dir = Path(run_dir)
+    """Write ``output`` from the runs' ``checkpoints``: one run's network, or an ensemble of several runs whose
+    cards agree in everything but provenance. ``card_changes`` edit card fields (e.g. name, description)."""
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
+    if len({r.resolve() for r in run_dirs}) != len(run_dirs):
+        raise MISSUError(f"{', '.join(map(str, run_dirs))}: a run is given more than once")
+    members = [_member(r) for r in run_dirs]
+    if len(members) == 1:
+        card, weights = members[0]
+    else:
+        first = members[0].card.to_dict()
+        for run_dir, member in zip(run_dirs[1:], members[1:]):
+            other = member.card.to_dict()
+            if differ := sorted(k for k in first.keys() | other.keys()
+                                if k not in IDENTITY_FREE and first.get(k) != other.get(k)):
+                raise MISSUError(f"{run_dir}: not a run of the same model as {run_dirs[0]} (the cards differ in "
+                                 f"{', '.join(differ)}); an ensemble needs runs of one recipe and dataset")
+        # the ensemble's own held-out cases: those that no member trained on
+        held_out = set.intersection(*(set(m.card.provenance.get("validation_cases", ())) for m in members))
+        provenance = {
+            "members": [m.card.provenance for m in members],
+            "validation_cases": [c for c in members[0].card.provenance.get("validation_cases", ()) if c in held_out],
+            "metrics": {},
+            "created": members[0].card.provenance["created"],
+        }
+        card = members[0].card.with_changes(members=len(members), provenance=provenance)
+        weights = ensemble_state_dict([m.weights for m in members])
+    return save_bundle(output, card.with_changes(**(card_changes or {})), weights, half=half, overwrite=overwrite)
+
+
+def _member(run_dir: Path) -> Member:
+    """One run's exported network: its inference weights, and its card with provenance and the validation
+    metrics of the exported epoch."""
     best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
     source = best if best.is_file() else last
     if not source.is_file():
@@ -37,7 +77,6 @@ def export_run(run_dir: Path, output: Path, half: bool = False, overwrite: bool 
                                   seconds=round(progress["seconds"], 1), checkpoint=source.name)
     provenance["metrics"] = {"validation_dice": record.get("val_dice", {})}
     provenance["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    card = card.with_changes(provenance=provenance, **(card_changes or {}))
     model = build_model(card.network)
     model.load_state_dict(state["model"])
-    return save_bundle(output, card, model.inference_state_dict(), half=half, overwrite=overwrite)
+    return Member(card.with_changes(provenance=provenance), model.inference_state_dict())

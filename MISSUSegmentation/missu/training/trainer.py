@@ -247,6 +247,9 @@ class Trainer:
         self.amp = recipe.amp and amp_dtype(self.device) is not None
 
         init_bundle = load_bundle(resolve_bundle(init)) if init else None
+        if init_bundle is not None and init_bundle.card.members > 1:
+            raise MISSUError(f"--init {init}: an ensemble of {init_bundle.card.members} networks; fine-tune from one "
+                             "network (a bundle exported from one run)")
         self.init = {"bundle": init_bundle.card.name, "version": init_bundle.card.version,
                      "weights_sha256": init_bundle.card.weights_sha256} if init_bundle else None
         self.info = dataset_info(self.dataset)
