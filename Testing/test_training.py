@@ -84,6 +84,9 @@ def test_smoke_run_on_real_data_and_event_stream(tiny_la, tmp_path):
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert "epoch 1/1" in (run_dir / "train.log").read_text()
 
+    best, last = (load_checkpoint(run_dir / "checkpoints" / f"{kind}.pt") for kind in ("best", "last"))
+    assert "optimizer" in last and any(k.startswith("distill.") for k in last["model"])
+    assert "optimizer" not in best and not any(k.startswith("distill.") for k in best["model"]), "export reads no more"
     bundle = load_bundle(events[-1]["bundle"])
     assert not any(k.startswith("distill.") for k in bundle.state_dict)
     assert bundle.card.labels[0].type[1] == "82471001"  # left atrium terminology

@@ -77,6 +77,6 @@ def _member(run_dir: Path) -> Member:
                                   seconds=round(progress["seconds"], 1), checkpoint=source.name)
     provenance["metrics"] = {"validation_dice": record.get("val_dice", {})}
     provenance["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    model = build_model(card.network)
-    model.load_state_dict(state["model"])
+    model = build_model(card.network, inference=True)
+    model.load_weights(state["model"])  # best.pt's inference weights, or last.pt's with the distillation branch
     return Member(card.with_changes(provenance=provenance), model.inference_state_dict())

@@ -322,19 +322,21 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+    def _state(self, resumable: bool) -> dict[str, Any]:
+        """A checkpoint's contents: ``last.pt`` is ``resumable`` (optimiser, scheduler, random state, the
+        distillation branch); ``best.pt`` holds only what export reads, the inference weights and the record."""
+        record = {
             "progress": {**self.progress.__dict__, "history": json.dumps(self.progress.history)},
-            "rng": rng_state(),
             "card": self.card.to_json(),
             "recipe": json.dumps(self.recipe.to_dict()),
             "world_size": self.world,
             "provenance": json.dumps(self._provenance()),
         }
+        if not resumable:
+            return {"model": self.model.inference_state_dict(), **record}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
+                **record}
 
     def _provenance(self) -> dict[str, Any]:
         return {
@@ -359,7 +361,7 @@ class Trainer:
     def _save(self, kind: str) -> Path:
         path = self.run_dir / "checkpoints" / f"{kind}.pt"
         if self.main:
-            save_checkpoint(path, self._state())
+            save_checkpoint(path, self._state(resumable=kind == "last"))
             self.events.emit("checkpoint", kind=kind, path=str(path), epoch=self.progress.epoch,
                              step_in_epoch=self.progress.step_in_epoch)
         return path
