@@ -151,7 +151,9 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNode.model = name
             metrics = card.provenance.get("metrics", {}).get("validation_dice", {})
             scores = ", ".join(f"{k} Dice {v:.3f}" for k, v in metrics.items())
-            self.ui.modelDescription.text = f"{card.description}\n{scores}".strip()
+            ensemble = _("Ensemble of {n} networks (their class probabilities averaged).").format(n=card.members)
+            lines = (card.description, ensemble if card.members > 1 else "", scores)
+            self.ui.modelDescription.text = "\n".join(line for line in lines if line)
             for index in range(MAX_INPUTS):
                 label, selector = getattr(self.ui, f"inputLabel{index}"), getattr(self.ui, f"inputVolume{index}")
                 label.visible = selector.visible = index < len(card.inputs)

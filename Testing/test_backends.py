@@ -111,6 +111,10 @@ def test_openvino_sends_no_usage_telemetry(openvino, make_bundle, phantom, tmp_p
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.seg.nrrd").is_file() and any((tmp_path / "cache" / "openvino").glob("*.xml"))
     assert not (home / "intel").exists(), sorted(p.name for p in (home / "intel").rglob("*"))
+    backends.import_openvino()
+    import openvino.tools.ovc.telemetry_utils as usage  # what the converter reports through: OpenVINO's no-op stub
+
+    assert usage.tm.__name__ == "openvino.tools.ovc.telemetry_stub" and "openvino_telemetry" not in sys.modules
 
 
 def test_an_ensemble_runs_the_same_on_openvino(openvino, tmp_path):

@@ -13,7 +13,7 @@ import torch
 from conftest import small_card
 from missu.bundle import ensemble_state_dict, load_bundle, resolve_bundle, save_bundle
 from missu.bundle import CARD_FILE, WEIGHTS_FILE
-from missu.bundle.card import ModelCard
+from missu.bundle.card import MAX_MEMBERS, SCHEMA_FILE, ModelCard
 from missu.errors import MISSUError
 from missu.network import build_model
 
@@ -156,10 +156,13 @@ def test_ensemble_bundle_averages_its_members_probabilities(tmp_path):
         save_bundle(tmp_path / "short", card.with_changes(members=3), ensemble_state_dict([m.state_dict() for m in members]))
 
 
-@pytest.mark.parametrize("members", [0, 2.5, "2", 65])
+@pytest.mark.parametrize("members", [0, 2.5, "2", MAX_MEMBERS + 1])
 def test_a_bad_member_count_is_refused_naming_the_card(make_bundle, members):
     path = make_bundle()
     card = json.loads((path / CARD_FILE).read_text())
     (path / CARD_FILE).write_text(json.dumps({**card, "members": members}))
     with pytest.raises(MISSUError, match=f"{path / CARD_FILE}: members"):
         load_bundle(path)
+    with pytest.raises(MISSUError, match="members must be 1 to 64"):  # where jsonschema is not installed yet
+        small_card(members=members)
+    assert json.loads(SCHEMA_FILE.read_text())["properties"]["members"]["maximum"] == MAX_MEMBERS

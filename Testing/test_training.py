@@ -309,6 +309,9 @@ def test_folds_export_as_an_ensemble_and_evaluate_out_of_fold(tiny_la, tmp_path,
     assert card.members == 2 and card.name == "la-cv"
     assert card.provenance["validation_cases"] == [], "every case trained one of the members"
     assert [m["validation_cases"] for m in card.provenance["members"]] == held_out
+    shutil.copytree(runs[0], tmp_path / "fold0-again")  # e.g. a second seed of one fold: its case stays held out
+    assert main(["export", str(runs[0]), str(tmp_path / "fold0-again"), "--output", str(tmp_path / "seeds")]) == 0
+    assert read_card(tmp_path / "seeds").provenance["validation_cases"] == held_out[0]
     image = shared_data(f"la2018/imagesTr/{LA_CASES[0]}.nii.gz")
     assert main(["segment", "--model", str(ensemble), "--input", str(image), "--output", str(tmp_path / "e.seg.nrrd")]) == 0
     code, _, stderr = _train(dataset, recipe, tmp_path / "init", "--epochs", "1", "--init", str(ensemble))

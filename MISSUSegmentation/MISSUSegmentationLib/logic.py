@@ -155,6 +155,8 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         dataset, output = chosen_path(dataset, "a dataset.json"), chosen_path(output, "a run folder")
         if not dataset.is_file():
             raise ValueError(f"{dataset}: no such dataset file")
+        if init and (members := self.modelCard(init).members) > 1:
+            raise ValueError(f"Model {init} is an ensemble of {members} networks: fine-tune one network instead.")
         arguments = ["train", "--dataset", dataset, "--output", output, "--preset", preset, "--epochs", str(epochs),
                      "--device", device]
         arguments += (["--init", init] if init else []) + (["--resume"] if resume else [])

@@ -157,6 +157,35 @@ def test_train_on_three_cases_and_stop(harness, panel, tmp_path):
     assert (tmp_path / "run" / "train.log").is_file()
 
 
+def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, monkeypatch):
+    import torch
+
+    from missu.bundle import ensemble_state_dict, load_bundle, resolve_bundle, save_bundle
+    from missu.network import build_model
+
+    single = load_bundle(resolve_bundle("la-mri"))
+    member = build_model(single.card.network, inference=True).state_dict()
+    torch.manual_seed(0)
+    ensemble = save_bundle(tmp_path / "ensemble", single.card.with_changes(members=2),
+                           ensemble_state_dict([single.state_dict, member]))
+    (tmp_path / "dataset.json").write_text("{}")
+    ui = panel.ui
+    try:
+        panel._onModelChanged(str(ensemble))
+        assert "Ensemble of 2 networks" in ui.modelDescription.text
+        ui.datasetPathLineEdit.currentPath = str(tmp_path / "dataset.json")
+        ui.trainingOutputLineEdit.currentPath = str(tmp_path / "run")
+        ui.fineTuneCheckBox.checked = True
+        ui.trainButton.click()
+        assert harness.dialogs.errors and "is an ensemble of 2 networks" in harness.dialogs.errors[-1]
+        harness.exceptions.clear()  # tryWithErrorDisplay shows the error and re-raises it into the slot
+        assert panel._job is None and not (tmp_path / "run").exists()
+    finally:
+        ui.fineTuneCheckBox.checked = False
+        panel._refreshModels()
+    assert ui.modelSelector.currentText == "la-mri" and "Ensemble" not in ui.modelDescription.text
+
+
 def test_add_reviewed_case(harness, panel, tmp_path):
     panel.ui.reviewFolderLineEdit.currentPath = str(tmp_path / "reviewed")
     panel._parameterNode.inputVolume0 = harness.scene.GetFirstNodeByName(CASES[0])

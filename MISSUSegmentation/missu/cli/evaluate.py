@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if len(models) > 1 and not args.validation_only:
         raise MISSUError("several --model: an out-of-fold evaluation, which needs --validation-only (each case is "
                          "scored by the model that held it out)")
-    if len(set(models)) != len(models):
+    paths = [resolve_bundle(m) for m in models]
+    if len({p.resolve() for p in paths}) != len(paths):
         raise MISSUError(f"--model: {', '.join(models)}: a model is given more than once")
-    cards = [read_card(resolve_bundle(m)) for m in models]  # checked before any weights load
+    cards = [read_card(p) for p in paths]  # checked before any weights load
     owner = _held_out(models, cards) if args.validation_only else {}
     segmenters: dict[int, Segmenter] = {}  # loaded on first use
 

@@ -44,15 +44,15 @@ def import_openvino() -> ModuleType:
     the ``openvino_telemetry`` package hidden while it loads, the converter binds OpenVINO's own no-op stub."""
     if "openvino" in sys.modules:
         return sys.modules["openvino"]
-    hidden = sys.modules.get("openvino_telemetry")  # None for a package that is not imported (or already hidden)
+    before = sys.modules.copy()
     sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import raise ImportError
     try:
         import openvino
     finally:
-        if hidden is None:
-            del sys.modules["openvino_telemetry"]
+        if "openvino_telemetry" in before:
+            sys.modules["openvino_telemetry"] = before["openvino_telemetry"]
         else:
-            sys.modules["openvino_telemetry"] = hidden
+            del sys.modules["openvino_telemetry"]
     return openvino
 
 

@@ -14,6 +14,7 @@ import torch
 from ..bundle import ModelCard, ensemble_state_dict, save_bundle
 from ..errors import MISSUError
 from ..network import build_model
+from ..network.missu import DISTILL_PREFIX
 from .checkpoint import load_checkpoint
 
 IDENTITY_FREE = ("provenance", "weights_sha256")  # card fields that differ between runs of one model
@@ -78,5 +79,10 @@ def _member(run_dir: Path) -> Member:
     provenance["metrics"] = {"validation_dice": record.get("val_dice", {})}
     provenance["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     model = build_model(card.network, inference=True)
-    model.load_weights(state["model"])  # best.pt's inference weights, or last.pt's with the distillation branch
+    # best.pt holds the inference weights; last.pt (or a best.pt of older runs) the distillation branch's too
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(DISTILL_PREFIX)}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise MISSUError(f"{source}: the weights do not fit the network of its card ({str(exc).splitlines()[0]})") from None
     return Member(card.with_changes(provenance=provenance), model.inference_state_dict())

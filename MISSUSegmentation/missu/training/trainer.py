@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from .. import __version__
-from ..bundle import Channel, ModelCard, load_bundle, resolve_bundle
+from ..bundle import Channel, ModelCard, load_bundle, read_card, resolve_bundle
 from ..bundle.terminology import label_for
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.naming import MODALITIES, dicom_modality
@@ -246,10 +246,10 @@ class Trainer:
         # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
         self.amp = recipe.amp and amp_dtype(self.device) is not None
 
+        if init and (members := read_card(resolve_bundle(init)).members) > 1:
+            raise MISSUError(f"--init {init}: an ensemble of {members} networks; fine-tune from one network (a "
+                             "bundle exported from one run)")
         init_bundle = load_bundle(resolve_bundle(init)) if init else None
-        if init_bundle is not None and init_bundle.card.members > 1:
-            raise MISSUError(f"--init {init}: an ensemble of {init_bundle.card.members} networks; fine-tune from one "
-                             "network (a bundle exported from one run)")
         self.init = {"bundle": init_bundle.card.name, "version": init_bundle.card.version,
                      "weights_sha256": init_bundle.card.weights_sha256} if init_bundle else None
         self.info = dataset_info(self.dataset)
