@@ -44,15 +44,16 @@ def import_openvino() -> ModuleType:
     the ``openvino_telemetry`` package hidden while it loads, the converter binds OpenVINO's own no-op stub."""
     if "openvino" in sys.modules:
         return sys.modules["openvino"]
-    before = sys.modules.copy()
+    absent = object()
+    previous = sys.modules.get("openvino_telemetry", absent)
     sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import raise ImportError
     try:
         import openvino
     finally:
-        if "openvino_telemetry" in before:
-            sys.modules["openvino_telemetry"] = before["openvino_telemetry"]
-        else:
+        if previous is absent:
             del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = previous  # type: ignore[assignment]
     return openvino
 
 

@@ -246,10 +246,11 @@ class Trainer:
         # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
         self.amp = recipe.amp and amp_dtype(self.device) is not None
 
-        if init and (members := read_card(resolve_bundle(init)).members) > 1:
+        init_path = resolve_bundle(init) if init else None
+        if init_path and (members := read_card(init_path).members) > 1:
             raise MISSUError(f"--init {init}: an ensemble of {members} networks; fine-tune from one network (a "
                              "bundle exported from one run)")
-        init_bundle = load_bundle(resolve_bundle(init)) if init else None
+        init_bundle = load_bundle(init_path) if init_path else None
         self.init = {"bundle": init_bundle.card.name, "version": init_bundle.card.version,
                      "weights_sha256": init_bundle.card.weights_sha256} if init_bundle else None
         self.info = dataset_info(self.dataset)
