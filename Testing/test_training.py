@@ -289,6 +289,7 @@ def test_folds_export_as_an_ensemble_and_evaluate_out_of_fold(tiny_la, tmp_path,
                  "--validation-only", "--json"]) == 0
     pooled = json.loads(capsys.readouterr().out)
     assert pooled["model_of_case"] == {held_out[0][0]: str(bundles[0]), held_out[1][0]: str(bundles[1])}
+    assert pooled["tta"] is False, "the report says how the cases were segmented"
     for bundle in bundles:
         assert main(["evaluate", "--model", str(bundle), "--dataset", str(dataset), "--validation-only", "--json"]) == 0
         alone = json.loads(capsys.readouterr().out)["cases"]

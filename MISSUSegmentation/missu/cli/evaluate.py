@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise MISSUError(f"{args.dataset}: no case could be evaluated ({len(skipped)} skipped)")
     summary = summarize(per_case)
     if args.json:
-        report = {"model": card.name, "dataset": str(args.dataset), "cases": per_case, "mean": summary,
-                  "skipped": skipped}
+        report = {"model": card.name, "dataset": str(args.dataset), "tta": args.tta, "cases": per_case,
+                  "mean": summary, "skipped": skipped}
         if len(models) > 1:
             report["model_of_case"] = {name: models[owner[name]] for name in per_case}
         print(json.dumps(report, indent=2))
