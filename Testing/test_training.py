@@ -17,6 +17,7 @@ from conftest import la_dataset, shared_data
 from missu.bundle import load_bundle, read_card, resolve_bundle
 from missu.cli import main
 from missu.data.datasets import load_cases
+from missu.devices import amp_dtype
 from missu.errors import MISSUError
 from missu.training.checkpoint import load_checkpoint, save_checkpoint
 from missu.training.recipe import Recipe
@@ -77,6 +78,8 @@ def test_smoke_run_on_real_data_and_event_stream(tiny_la, tmp_path):
     assert {"iteration", "epoch", "validation", "checkpoint"} <= set(kinds)
     start = events[0]
     assert start["train_cases"] == 2 and start["val_cases"] == 1 and start["epochs"] == 1
+    amp = amp_dtype(torch.device("cpu"))  # the machine's arithmetic is on record: runs span machines
+    assert start["precision"] == ("bfloat16 autocast" if amp == torch.bfloat16 else "float32")
     iteration = next(e for e in events if e["event"] == "iteration")
     assert {"loss", "eta_s", "step", "steps", "parts"} <= set(iteration) and "distill" in iteration["parts"]
     validation = next(e for e in events if e["event"] == "validation")

@@ -245,6 +245,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
         self.amp = recipe.amp and amp_dtype(self.device) is not None
+        self.precision = f"{str(amp_dtype(self.device)).removeprefix('torch.')} autocast" if self.amp else "float32"
 
         init_path = resolve_bundle(init) if init else None
         if init_path and (members := read_card(init_path).members) > 1:
@@ -345,8 +346,8 @@ class Trainer:
                      "skipped_cases": sorted(self.skipped)},
             "validation_cases": [c.name for c in self.val_cases],
             "training": {"preset": self.card.preset, "recipe": self.recipe.to_dict(), "device": str(self.device),
-                         "world_size": self.world, "machine": platform.platform(), "missu": __version__,
-                         "torch": torch.__version__, "init": self.init},
+                         "world_size": self.world, "precision": self.precision, "machine": platform.platform(),
+                         "missu": __version__, "torch": torch.__version__, "init": self.init},
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -443,11 +444,12 @@ class Trainer:
         self.events.emit(
             "start", run_dir=str(self.run_dir), preset=self.card.preset, epochs=recipe.epochs, steps_per_epoch=steps,
             train_cases=len(self.train_cases), val_cases=len(self.val_cases), skipped=self.skipped,
-            device=str(self.device), world_size=self.world, resumed=self.resumed, epoch=p.epoch,
+            device=str(self.device), world_size=self.world, precision=self.precision, resumed=self.resumed,
+            epoch=p.epoch,
         )
-        self.log.info("training %s on %d cases (%d for validation), %d skipped, %s x%d",
+        self.log.info("training %s on %d cases (%d for validation), %d skipped, %s x%d, %s",
                       self.card.preset, len(self.train_cases), len(self.val_cases), len(self.skipped), self.device,
-                      self.world)
+                      self.world, self.precision)
         self.model.train()
         while p.epoch < recipe.epochs:
             epoch_start, sums, count = time.perf_counter(), {}, 0
