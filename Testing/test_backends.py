@@ -76,8 +76,15 @@ def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bu
     torch.manual_seed(1)
     other = make_bundle("b", roi=(32, 32, 16))
     assert openvino_model_path(Segmenter(other, device="cpu", backend="openvino").bundle, (32, 32, 16)) != converted
-    torch_labels = Segmenter(bundle, device="cpu", backend="torch", amp=False).segment_files([path]).labels
-    assert np.array_equal(sitk.GetArrayFromImage(torch_labels), sitk.GetArrayFromImage(first.segment_files([path]).labels))
+    def labels(backend: str, amp: bool) -> np.ndarray:
+        segmenter = first if (backend, amp) == ("openvino", True) else Segmenter(bundle, device="cpu", backend=backend,
+                                                                                 amp=amp)
+        return sitk.GetArrayFromImage(segmenter.segment_files([path]).labels)
+
+    reference = labels("torch", amp=False)
+    assert np.array_equal(labels("openvino", amp=False), reference), "in float32 both runtimes draw the same labels"
+    # by default (amp) OpenVINO computes in bf16 on CPUs with AMX, as torch's autocast does: near, not identical
+    assert np.mean(labels("openvino", amp=True) == reference) > 0.99
 
 
 @pytest.mark.parametrize(("flag", "amp"), [("auto", True), ("fp32", False)])
