@@ -87,8 +87,10 @@ def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bu
     assert np.mean(labels("openvino", amp=True) == reference) > 0.99
 
 
+@pytest.mark.parametrize("command", [["segment", "--input", "x.nii.gz", "--output", "x.seg.nrrd"],
+                                     ["evaluate", "--validation-only", "--dataset", "LA"]])
 @pytest.mark.parametrize(("flag", "amp"), [("auto", True), ("fp32", False)])
-def test_precision_flag_reaches_the_engine(monkeypatch, flag, amp):
+def test_precision_flag_reaches_the_engine(monkeypatch, command, flag, amp):
     import missu.inference
     from missu.cli import main
 
@@ -100,7 +102,8 @@ def test_precision_flag_reaches_the_engine(monkeypatch, flag, amp):
             raise MISSUError("stop before loading")
 
     monkeypatch.setattr(missu.inference, "Segmenter", Recording)
-    assert main(["segment", "--input", "x.nii.gz", "--output", "x.seg.nrrd", "--precision", flag]) == 1
+    command = [str(shared_data("la2018/dataset.json")) if arg == "LA" else arg for arg in command]
+    assert main([*command, "--precision", flag]) == 1
     assert chosen["amp"] is amp
 
 

@@ -17,7 +17,7 @@ from conftest import la_dataset, shared_data
 from missu.bundle import load_bundle, read_card, resolve_bundle
 from missu.cli import main
 from missu.data.datasets import load_cases
-from missu.devices import amp_dtype
+from missu.devices import amp_dtype, precision_name
 from missu.errors import MISSUError
 from missu.training.checkpoint import load_checkpoint, save_checkpoint
 from missu.training.recipe import Recipe
@@ -80,6 +80,7 @@ def test_smoke_run_on_real_data_and_event_stream(tiny_la, tmp_path):
     assert start["train_cases"] == 2 and start["val_cases"] == 1 and start["epochs"] == 1
     amp = amp_dtype(torch.device("cpu"))  # the machine's arithmetic is on record: runs span machines
     assert start["precision"] == ("bfloat16 autocast" if amp == torch.bfloat16 else "float32")
+    assert precision_name(torch.device("cpu"), amp=False) == "float32"
     iteration = next(e for e in events if e["event"] == "iteration")
     assert {"loss", "eta_s", "step", "steps", "parts"} <= set(iteration) and "distill" in iteration["parts"]
     validation = next(e for e in events if e["event"] == "validation")
@@ -293,6 +294,7 @@ def test_folds_export_as_an_ensemble_and_evaluate_out_of_fold(tiny_la, tmp_path,
     pooled = json.loads(capsys.readouterr().out)
     assert pooled["model_of_case"] == {held_out[0][0]: str(bundles[0]), held_out[1][0]: str(bundles[1])}
     assert pooled["tta"] is False, "the report says how the cases were segmented"
+    assert pooled["precision"] == precision_name(torch.device("cpu")) and pooled["backend"] in ("torch", "openvino")
     for bundle in bundles:
         assert main(["evaluate", "--model", str(bundle), "--dataset", str(dataset), "--validation-only", "--json"]) == 0
         alone = json.loads(capsys.readouterr().out)["cases"]

@@ -39,6 +39,12 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def precision_name(device: torch.device, amp: bool = True) -> str:
+    """The arithmetic that ``amp`` gives on ``device``, for logs and reports: ``float32`` or ``bfloat16 autocast``."""
+    dtype = amp_dtype(device) if amp else None
+    return f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """Mixed precision where it pays (see :func:`amp_dtype`), else a no-op context."""
     dtype = amp_dtype(device) if enabled else None

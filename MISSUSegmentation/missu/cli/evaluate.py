@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only the validation cases recorded in the model card (the model's own held-out fold)")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto", help="runtime of the network: auto, torch or openvino (see missu segment)")
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="auto: bf16 where the hardware computes it natively (AMX CPUs, CUDA); fp32: float32 everywhere "
+                        "(see missu segment)")
     p.add_argument("--tta", action="store_true")
     p.add_argument("--json", action="store_true", help="print per-case and mean metrics as JSON")
     p.set_defaults(func=run)
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     def segmenter(index: int) -> Segmenter:
         if index not in segmenters:
-            segmenters[index] = Segmenter(models[index], device=args.device, tta=args.tta, backend=args.backend)
+            segmenters[index] = Segmenter(models[index], device=args.device, tta=args.tta, backend=args.backend,
+                                          amp=args.precision == "auto")
         return segmenters[index]
 
     card = cards[0]
@@ -94,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         raise MISSUError(f"{args.dataset}: no case could be evaluated ({len(skipped)} skipped)")
     summary = summarize(per_case)
     if args.json:
-        report = {"model": card.name, "dataset": str(args.dataset), "tta": args.tta, "cases": per_case,
-                  "mean": summary, "skipped": skipped}
+        used = next(iter(segmenters.values()))
+        report = {"model": card.name, "dataset": str(args.dataset), "tta": args.tta, "backend": used.backend,
+                  "precision": used.precision, "cases": per_case, "mean": summary, "skipped": skipped}
         if len(models) > 1:
             report["model_of_case"] = {name: models[owner[name]] for name in per_case}
         print(json.dumps(report, indent=2))

@@ -26,7 +26,7 @@ from ..bundle import Bundle, ModelCard, load_bundle, resolve_bundle
 from ..data.geometry import image_from_ras, ras_affine
 from ..data.images import align_channels, check_image, read_channels
 from ..data.transforms import preprocessing
-from ..devices import autocast, pick_device
+from ..devices import autocast, pick_device, precision_name
 from ..dicom.series import Series
 from ..errors import MISSUError
 from .backends import Runner, choose_backend, openvino_runner, torch_runner
@@ -84,6 +84,7 @@ class Segmenter:
             self.card = self.card.with_changes(foreground_crop=foreground_crop)
         self.amp = amp
         self.device = pick_device(device)
+        self.precision = precision_name(self.device, amp)  # the same for both backends (.backends)
         self.backend = choose_backend(backend, self.device)
         self.model = self.bundle.build(self.device)
         self._openvino: Runner | None = None  # compiled on first use

@@ -44,7 +44,7 @@ from ..bundle.terminology import label_for
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.naming import MODALITIES, dicom_modality
 from ..data.transforms import LoadCased, preprocessing
-from ..devices import amp_dtype, autocast, pick_device
+from ..devices import amp_dtype, autocast, pick_device, precision_name
 from ..errors import MISSUError
 from ..network import MISSUConfig, MISSULoss, build_model, preset_config
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -245,7 +245,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
         self.amp = recipe.amp and amp_dtype(self.device) is not None
-        self.precision = f"{str(amp_dtype(self.device)).removeprefix('torch.')} autocast" if self.amp else "float32"
+        self.precision = precision_name(self.device, self.amp)
 
         init_path = resolve_bundle(init) if init else None
         if init_path and (members := read_card(init_path).members) > 1:
