@@ -144,17 +144,50 @@ def test_seg_nrrd_written_by_mrml_reads_back(mrml_scene, make_bundle, tmp_path):
     assert int(seg["voxels"].astype(bool).sum()) == int(mask.sum())
 
 
+def _translated(scene, volume, x_mm: float = 25.0):
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    m = vtk.vtkMatrix4x4()
+    m.SetElement(0, 3, x_mm)
+    transform.SetMatrixTransformToParent(m)
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    return transform
+
+
 def test_subprocess_segmentation_path_used_by_the_panel(mrml_scene, make_bundle):
-    volume, mask = _volume(mrml_scene, "image")
-    logic = _logic(mrml_scene)
-    job = logic.startSegmentation([volume], str(make_bundle()), device="cpu", uncertainty=True)
+    """The panel's path (a `missu segment` subprocess) gives the console path's segmentation, voxel for voxel,
+    for an oblique volume under a transform (the child sees the volume in world space)."""
+    from MISSUSegmentationLib import mrml
+
+    volume, _ = _volume(mrml_scene, "image")
+    transform = _translated(mrml_scene, volume)
+    logic, bundle = _logic(mrml_scene), str(make_bundle())
+    job = logic.startSegmentation([volume], bundle, device="cpu", uncertainty=True)
     assert job.process.wait(timeout=300) == 0
     events = job.poll()
     assert any(e["event"] == "progress" for e in events) and job.fraction == 1.0
     message = job.finish()
     assert "left atrium" in message and "mL" in message
     assert [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
+    assert job.segmentation.GetTransformNodeID() == transform.GetID()
     assert mrml_scene.GetFirstNodeByName("image uncertainty") is not None
+    card = logic.modelCard(bundle)
+    panel = sitk.GetArrayFromImage(mrml.segmentation_to_labels(mrml_scene, job.segmentation, volume, card))
+    console = logic.segment([volume], model=bundle, device="cpu", uncertainty=True)
+    expected = sitk.GetArrayFromImage(mrml.segmentation_to_labels(mrml_scene, console, volume, card))
+    assert 0 < (expected == 1).sum() < expected.size  # the random network draws something, not everything
+    assert np.array_equal(panel, expected)
+
+
+def test_panel_job_keeps_segments_drawn_into_an_empty_output_while_it_ran(mrml_scene, make_bundle):
+    volume, _ = _volume(mrml_scene, "image")
+    output = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my edits")
+    job = _logic(mrml_scene).startSegmentation([volume], str(make_bundle()), device="cpu", outputSegmentation=output)
+    output.GetSegmentation().AddEmptySegment("drawn", "drawn")  # the user paints while the job runs
+    assert job.process.wait(timeout=300) == 0
+    message = job.finish()
+    assert "my edits was edited during the run and is kept" in message
+    assert [s.GetName() for s in _segments(output)] == ["drawn"]
+    assert job.segmentation is not output and [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
 
 
 def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, make_bundle, tmp_path):

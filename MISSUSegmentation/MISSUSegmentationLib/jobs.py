@@ -64,7 +64,9 @@ class Job:
 
 
 class SegmentationJob(Job):
-    """``missu segment --json``; on success ``load`` puts the written ``.seg.nrrd`` into the scene."""
+    """``missu segment --json``; on success ``load`` puts the written labels into the scene and returns
+    (segmentation node, mL per segment, the name of an output node left untouched because it was edited
+    while the job ran, or None)."""
 
     def __init__(self, process: JsonProcess, load, cleanup) -> None:
         super().__init__(process)
@@ -83,8 +85,11 @@ class SegmentationJob(Job):
             self._cleanup()
 
     def on_success(self) -> str:
-        self.segmentation, volumes = self._load()
-        return "; ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
+        self.segmentation, volumes, kept = self._load()
+        summary = "; ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
+        if kept:
+            return f"{kept} was edited during the run and is kept; result in {self.segmentation.GetName()}: {summary}"
+        return summary
 
 
 class TrainingJob(Job):

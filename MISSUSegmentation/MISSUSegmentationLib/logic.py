@@ -122,28 +122,37 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         try:
             inputs = []
             for channel, volume in zip(card.inputs, inputVolumeNodes):
-                path = os.path.join(folder.name, f"{channel.name}.nii.gz")
+                path = os.path.join(folder.name, f"{channel.name}.nrrd")  # exact geometry (NIfTI rounds it)
                 write_image(mrml.volume_to_image(volume), path)
                 inputs.append(f"{channel.name}={path}")
             output = os.path.join(folder.name, "result.seg.nrrd")
+            # The labels on the input volume's own voxel grid: loaded as the console path loads them, so the
+            # segmentation sits on the volume's grid under the volume's transform (the .seg.nrrd is in world space).
+            label_path = os.path.join(folder.name, "labels.nrrd")
             uncertainty_path = os.path.join(folder.name, "uncertainty.nii.gz") if uncertainty else None
-            arguments = ["segment", "--model", model, "--input", *inputs, "--output", output, "--device", device, "--json"]
+            arguments = ["segment", "--model", model, "--input", *inputs, "--output", output, "--label-out", label_path,
+                         "--device", device, "--json"]
             arguments += (["--tta"] if tta else []) + (["--uncertainty-out", uncertainty_path] if uncertainty else [])
             process = JsonProcess(missu_command(*arguments), log_path=Path(folder.name) / "segment.log", grace_s=10)
         except BaseException:
             folder.cleanup()
             raise
         reference = inputVolumeNodes[0]
+        was_empty = outputSegmentation is None or outputSegmentation.GetSegmentation().GetNumberOfSegments() == 0
 
         def load():
-            segmentation = mrml.read_segmentation_file(self.scene, output, reference, outputSegmentation)
+            import SimpleITK as sitk  # our own outputs: no input checks apply
+
+            target, kept = outputSegmentation, None
+            if target is not None and was_empty and target.GetSegmentation().GetNumberOfSegments():
+                target, kept = None, target.GetName()  # drawn into while the job ran: keep it, write a new node
+            labels = sitk.ReadImage(label_path)
+            segmentation = mrml.labels_to_segmentation(self.scene, labels, card, reference, target)
             segmentation.CreateClosedSurfaceRepresentation()
             if uncertainty_path and os.path.exists(uncertainty_path):
-                import SimpleITK as sitk  # our own float output: no input checks apply
-
                 mrml.image_to_volume(self.scene, sitk.ReadImage(uncertainty_path),
                                      f"{reference.GetName()} uncertainty", reference)
-            return segmentation, mrml.segment_volumes_ml(segmentation)
+            return segmentation, mrml.segment_volumes_ml(segmentation), kept
 
         return SegmentationJob(process, load, folder.cleanup)
 

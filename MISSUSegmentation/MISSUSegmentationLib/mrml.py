@@ -112,30 +112,6 @@ def segmentation_to_labels(scene, segmentation, reference, card: ModelCard) -> s
     return image
 
 
-def read_segmentation_file(scene, path: str, reference, segmentation=None):
-    """Load a ``.seg.nrrd`` (names, colors, terminology as written) into ``segmentation`` (new if None)."""
-    source = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__missu_loaded")
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    try:
-        storage.SetFileName(str(path))
-        if not storage.ReadData(source):
-            raise MISSUError(f"{path}: Slicer could not read this segmentation")
-        if segmentation is None:
-            segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", reference.GetName() + " segmentation")
-            segmentation.CreateDefaultDisplayNodes()
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
-        segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
-        target = segmentation.GetSegmentation()
-        target.RemoveAllSegments()
-        loaded = source.GetSegmentation()
-        for index in range(loaded.GetNumberOfSegments()):
-            target.CopySegmentFromSegmentation(loaded, loaded.GetNthSegmentID(index))
-        return segmentation
-    finally:
-        scene.RemoveNode(storage)
-        scene.RemoveNode(source)
-
-
 def image_to_volume(scene, image: sitk.Image, name: str, reference):
     """A float image on ``reference``'s grid as a new scalar volume node (e.g. the uncertainty map)."""
     volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
