@@ -217,6 +217,20 @@ def test_errors_are_events_with_a_message(tiny_la, tmp_path):
     assert events == [{"event": "error", "message": f"{tmp_path / 'run'}: no checkpoints/last.pt to resume from"}]
 
 
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "absent.json"), "--config", str(recipe), "--output", str(run)]) == 1
+    assert (run / "checkpoints").is_dir()
+    (run / "split.json").write_text('{"training": ["gone"], "validation": ["gone too"]}')  # as a failed start leaves
+    code, events, stderr = _train(dataset, recipe, run, "--epochs", "1")
+    assert code == 0, stderr
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split["training"] + split["validation"]) == LA_CASES
+    code, events, _ = _train(dataset, recipe, run, "--epochs", "1")
+    assert code == 1 and "holds an earlier run" in events[-1]["message"]
+
+
 def test_import_brats_both_conventions_and_skips(tmp_path, capsys):
     folder = shared_data("brats2015-deepmedic/train")
     assert main(["dataset", "import-brats", str(folder), "--output", str(tmp_path / "d.json"),

@@ -231,8 +231,10 @@ class Trainer:
         if self.main:
             if resume and not (self.run_dir / "checkpoints" / "last.pt").is_file():
                 raise MISSUError(f"{self.run_dir}: no checkpoints/last.pt to resume from")
-            if not resume and (self.run_dir / "checkpoints").exists():
+            if not resume and any((self.run_dir / "checkpoints").glob("*.pt")):
                 raise MISSUError(f"{self.run_dir}: holds an earlier run; pass --resume, or choose another --output")
+            if not resume:  # what a start that failed before its first checkpoint left: this start decides anew
+                (self.run_dir / SPLIT_FILE).unlink(missing_ok=True)
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if self.world > 1:
             dist.barrier()
