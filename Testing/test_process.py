@@ -56,6 +56,21 @@ def test_missu_cancel_over_stdin_exits_130_with_a_cancelled_event(tmp_path, make
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".partial")] == []
 
 
+def test_an_unexpected_error_in_the_child_reaches_the_panel_as_its_message():
+    """A bug (not a MISSUError) in a --json sub-command: its message is the job's error, the traceback goes to
+    the log, and the child leaves at once (under --stdin-control it must not wait on its stdin watcher)."""
+    from MISSUSegmentationLib.jobs import JobFailed
+
+    script = ("import sys\nfrom missu import cli\nfrom missu.cli import segment\n"
+              "def bug(args):\n    raise RuntimeError('a bug')\n"
+              "segment.run = bug\nsys.exit(cli.program())\n")
+    job = Job(proc.JsonProcess([sys.executable, "-c", script, "--stdin-control", "segment", "--input", "x.nii.gz",
+                                "--output", "x.seg.nrrd", "--json"]))
+    assert job.process.wait(timeout=60) == 1
+    with pytest.raises(JobFailed, match="^RuntimeError: a bug$"):
+        job.finish()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups; Windows uses taskkill /T (tested below)")
 def test_kill_takes_the_whole_tree_after_the_grace_period(tmp_path):
     """A launcher whose worker ignores the stop request (as PythonSlicer -> python): both must go."""

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from .. import __version__
 from ..errors import MISSUError
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
     try:
         code = _run(args)
+    except Exception:
+        if not args.stdin_control:
+            raise
+        traceback.print_exc()  # and leave, as below
+        code = 1
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -83,3 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
         return 1
+    except Exception as exc:  # a bug: the traceback goes to stderr as usual, and a JSON reader gets the message
+        if getattr(args, "json", False):
+            print(json.dumps({"event": "error", "message": f"{type(exc).__name__}: {exc}",
+                              "traceback": traceback.format_exc()}), flush=True)
+        raise

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import traceback
 from pathlib import Path
 
-from ..errors import MISSUError
 from ..network import PRESETS
 
 
@@ -36,19 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ..training.recipe import load_recipe
     from ..training.trainer import Trainer
 
-    try:
-        recipe = load_recipe(
-            args.config, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
-            roi_size=tuple(args.roi) if args.roi else None, spacing=tuple(args.spacing) if args.spacing else None,
-            distillation=False if args.no_distillation else None, seed=args.seed,
-            fold=args.fold, folds=args.folds or (5 if args.fold is not None else None),
-        )
-        trainer = Trainer(args.dataset, args.output, recipe, resume=args.resume, init=args.init, device=args.device)
-        trainer.run()
-        return 0
-    except (MISSUError, OSError, KeyboardInterrupt):
-        raise  # reported by missu.cli.main, as JSON since stdout is JSON
-    except Exception as exc:
-        print(json.dumps({"event": "error", "message": f"{type(exc).__name__}: {exc}",
-                          "traceback": traceback.format_exc()}), flush=True)
-        raise
+    recipe = load_recipe(
+        args.config, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+        roi_size=tuple(args.roi) if args.roi else None, spacing=tuple(args.spacing) if args.spacing else None,
+        distillation=False if args.no_distillation else None, seed=args.seed,
+        fold=args.fold, folds=args.folds or (5 if args.fold is not None else None),
+    )
+    Trainer(args.dataset, args.output, recipe, resume=args.resume, init=args.init, device=args.device).run()
+    return 0
