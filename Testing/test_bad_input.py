@@ -255,6 +255,53 @@ def test_evaluate_skips_and_lists_bad_cases_like_training(make_bundle, tmp_path,
     assert "Traceback" not in out.err
 
 
+@pytest.mark.parametrize("content, problem", [
+    (b'[{"image": "a.nii.gz"}]', "must hold a JSON object (MSD format), not a list"),
+    (b'{"labels": {"1": "atrium"}, "training": [', "not valid JSON"),
+    (b'{"labels": {"1": "atrium"}, "training": [{"img": "a.nii.gz"}]}', "'training' must list objects with an 'image'"),
+    (b'{"labels": ["atrium"], "training": []}', "map integer strings to names or values"),
+    (b'{"labels": {"one": "atrium"}, "training": []}', "map integer strings to names or values"),
+    (b'\xff\xfe{"labels"', "not valid JSON"),
+])
+def test_a_malformed_dataset_json_is_named_with_its_problem(make_bundle, tmp_path, capsys, content, problem):
+    dataset = tmp_path / "dataset.json"
+    dataset.write_bytes(content)
+    assert main(["evaluate", "--model", str(make_bundle()), "--dataset", str(dataset)]) == 1
+    line = _error_line(capsys, "evaluate")
+    assert str(dataset) in line and problem in line, line
+
+
+@pytest.mark.parametrize("table, problem", [
+    (b"case,image\na,a.nii.gz\na,b.nii.gz\n", "line 3: case 'a' is listed twice"),
+    (b"case,image\na\n", "line 2: needs a case name and a file for each of image"),
+    (b"case,image\n\xff\xfe,a.nii.gz\n", "not a UTF-8 CSV file"),
+])
+def test_a_malformed_case_list_is_refused_before_any_case_runs(make_bundle, tmp_path, capsys, table, problem):
+    csv_path = tmp_path / "cases.csv"
+    csv_path.write_bytes(table)
+    assert main(["segment", "--model", str(make_bundle()), "--batch", str(csv_path), "--output", str(tmp_path / "out")]) == 1
+    line = _error_line(capsys)
+    assert str(csv_path) in line and problem in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_batch_folder_never_reads_outputs_as_cases(make_bundle, tmp_path, capsys):
+    bundle, cases = make_bundle(), tmp_path / "cases"
+    cases.mkdir()
+    sitk.WriteImage(_volume(), str(cases / "a.nii.gz"))
+    inside = cases / "segmentations"
+    assert main(["segment", "--model", str(bundle), "--batch", str(cases), "--output", str(inside)]) == 1
+    assert "lies inside the batch folder" in _error_line(capsys) and not inside.exists()
+    assert main(["segment", "--model", str(bundle), "--batch", str(cases), "--output", str(cases)]) == 1
+    assert "lies inside the batch folder" in _error_line(capsys)
+    out = tmp_path / "out"
+    assert main(["segment", "--model", str(bundle), "--batch", str(cases), "--output", str(out)]) == 0
+    shutil.copy(out / "a.seg.nrrd", cases / "a.seg.nrrd")  # an earlier result kept beside its image
+    assert main(["segment", "--model", str(bundle), "--batch", str(cases), "--output", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.seg.nrrd"]
+    assert "1 of 1 case(s) segmented" in capsys.readouterr().err
+
+
 def test_other_refusals_are_one_line(tmp_path, capsys, monkeypatch):
     image = tmp_path / "image.nii.gz"
     sitk.WriteImage(_volume(), str(image))

@@ -155,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     source = args.batch
     if not source.exists():
         raise MISSUError(f"{source}: no such folder or CSV file")
+    for folder in filter(None, (args.output, args.label_out, args.uncertainty_out)):
+        if source.is_dir() and folder.resolve().is_relative_to(source.resolve()):
+            raise MISSUError(f"{folder}: lies inside the batch folder {source}, whose every sub-folder is read as a "
+                             "case; write the outputs outside it")
     cases = cases_from_csv(source, segmenter.card) if source.is_file() else cases_from_folder(source, segmenter.card)
     failures = 0
     for case, inputs in tqdm(cases.items(), desc="cases", unit="case", disable=None, file=sys.stderr):

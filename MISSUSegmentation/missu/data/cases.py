@@ -21,7 +21,9 @@ def image_stem(path: Path) -> str:
 
 
 def is_image(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
+    """An input image file: not hidden, and not a segmentation (``.seg.nrrd``, e.g. an earlier run's output)."""
+    name = path.name.lower()
+    return path.is_file() and name.endswith(IMAGE_SUFFIXES) and not name.endswith(".seg.nrrd") and not name.startswith(".")
 
 
 def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
@@ -77,9 +79,19 @@ def cases_from_folder(folder: Path, card: ModelCard) -> dict[str, list[Path]]:
 
 def cases_from_csv(table: Path, card: ModelCard) -> dict[str, list[str]]:
     """A CSV with a ``case`` column and one column per input name; relative paths are from the CSV's folder."""
-    with open(table, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise MISSUError(f"{table}: not a UTF-8 CSV file ({exc})") from None
     names = [c.name for c in card.inputs]
     if not rows or "case" not in rows[0] or any(n not in rows[0] for n in names):
         raise MISSUError(f"{table}: needs a header with 'case' and one column per input ({', '.join(names)})")
-    return {row["case"]: [f"{n}={table.parent / row[n]}" for n in names] for row in rows}
+    cases: dict[str, list[str]] = {}
+    for line, row in enumerate(rows, start=2):
+        if any(not row[key] for key in ("case", *names)):  # a short row reads as None, an empty cell as ""
+            raise MISSUError(f"{table}, line {line}: needs a case name and a file for each of {', '.join(names)}")
+        if row["case"] in cases:
+            raise MISSUError(f"{table}, line {line}: case {row['case']!r} is listed twice (its outputs would collide)")
+        cases[row["case"]] = [f"{n}={table.parent / row[n]}" for n in names]
+    return cases

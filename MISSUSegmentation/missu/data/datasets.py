@@ -29,17 +29,14 @@ def load_cases(dataset: str | os.PathLike, key: str = "training", only: Sequence
                missing_ok: bool = False) -> list[Case]:
     """Cases of ``dataset`` under ``key``; ``only`` keeps those whose name is listed (all of them must be
     there unless ``missing_ok``)."""
-    dataset = Path(dataset)
-    if not dataset.is_file():
-        raise MISSUError(f"{dataset}: no such dataset file")
-    try:
-        keys = json.loads(dataset.read_text()).keys()
-    except json.JSONDecodeError as exc:
-        raise MISSUError(f"{dataset}: not valid JSON ({exc})") from None
+    keys = _read_json(dataset).keys()
     if key not in keys:
         raise MISSUError(f"{dataset}: has no '{key}' list (it has {', '.join(sorted(keys))})")
-    items = load_decathlon_datalist(str(dataset), is_segmentation=True, data_list_key=key)
-    images = [tuple(i["image"]) if isinstance(i["image"], list) else (i["image"],) for i in items]
+    try:
+        items = load_decathlon_datalist(str(dataset), is_segmentation=True, data_list_key=key)
+        images = [tuple(i["image"]) if isinstance(i["image"], list) else (i["image"],) for i in items]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MISSUError(f"{dataset}: '{key}' must list objects with an 'image' and a 'label' ({exc!r})") from None
     names = _unique_names([Path(first) for first, *_ in images])
     cases = [Case(n, i, item.get("label")) for n, i, item in zip(names, images, items)]
     if only is not None:
@@ -80,18 +77,37 @@ def _unique_names(first_images: list[Path]) -> list[str]:
     return names
 
 
+def _read_json(dataset: str | os.PathLike) -> dict:
+    """The dataset.json as a dict; ``MISSUError`` naming the file otherwise."""
+    dataset = Path(dataset)
+    if not dataset.is_file():
+        raise MISSUError(f"{dataset}: no such dataset file")
+    try:
+        meta = json.loads(dataset.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MISSUError(f"{dataset}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise MISSUError(f"{dataset}: must hold a JSON object (MSD format), not a {type(meta).__name__}")
+    return meta
+
+
 def dataset_info(dataset: str | os.PathLike) -> DatasetInfo:
-    meta = json.loads(Path(dataset).read_text())
-    labels = {int(k): str(v) for k, v in meta.get("labels", {}).items() if int(k) != 0}
+    meta = _read_json(dataset)
+    try:
+        labels = {int(k): str(v) for k, v in meta.get("labels", {}).items() if int(k) != 0}
+        modality = meta.get("modality", {"0": "image"})
+        info = DatasetInfo(
+            labels=labels,
+            channels=[str(modality[k]) for k in sorted(modality, key=int)],
+            regions={k: tuple(int(v) for v in vs) for k, vs in meta.get("regions", {}).items()},
+            label_map={int(k): int(v) for k, v in meta.get("label_map", {}).items()},
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise MISSUError(f"{dataset}: 'labels', 'modality', 'regions' and 'label_map' map integer strings to "
+                         f"names or values ({exc})") from None
     if not labels:
         raise MISSUError(f"{dataset}: declares no foreground 'labels'")
-    modality = meta.get("modality", {"0": "image"})
-    return DatasetInfo(
-        labels=labels,
-        channels=[str(modality[k]) for k in sorted(modality, key=int)],
-        regions={k: tuple(int(v) for v in vs) for k, vs in meta.get("regions", {}).items()},
-        label_map={int(k): int(v) for k, v in meta.get("label_map", {}).items()},
-    )
+    return info
 
 
 def read_case(case: Case, label_values: Sequence[int]) -> tuple[list[sitk.Image], sitk.Image]:
