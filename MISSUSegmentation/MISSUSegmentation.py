@@ -19,7 +19,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from slicer.util import VTKObservationMixin
 
 from MISSUSegmentationLib import dependencies
-from MISSUSegmentationLib.jobs import SegmentationJob
+from MISSUSegmentationLib.jobs import SegmentationJob, TrainingJob
 from MISSUSegmentationLib.logic import MISSUSegmentationLogic
 
 MAX_INPUTS = 4
@@ -89,9 +89,9 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
         self.ui.modelSelector.currentTextChanged.connect(self._onModelChanged)
         self.ui.segmentButton.clicked.connect(self.onSegment)
-        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.cancelButton.clicked.connect(lambda: self.onCancel(SegmentationJob))
         self.ui.trainButton.clicked.connect(self.onTrain)
-        self.ui.stopButton.clicked.connect(self.onCancel)
+        self.ui.stopButton.clicked.connect(lambda: self.onCancel(TrainingJob))
         self.ui.addReviewedCaseButton.clicked.connect(self.onAddReviewedCase)
         self.ui.exportDicomSegButton.clicked.connect(self.onExportDicomSeg)
         self.ui.installButton.clicked.connect(self.onInstallDependencies)
@@ -109,7 +109,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.initializeParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.onCancel()
+        self.onCancel(SegmentationJob)  # its result would land in the closing scene; training goes on
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -185,13 +185,20 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onTrain(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Training failed to start."), waitCursor=True):
+            resume = self.logic.holdsRun(p.trainingOutput)
+            if resume and not slicer.util.confirmYesNoDisplay(
+                _("{folder} holds a run. Continue it from its last checkpoint (with the settings it started "
+                  "with)?").format(folder=p.trainingOutput)
+            ):
+                return
             job = self.logic.startTraining(p.trainingDataset, p.trainingOutput, preset=p.trainingPreset,
                                            epochs=p.trainingEpochs, init=p.model if p.fineTune else None,
-                                           device=p.device)
+                                           device=p.device, resume=resume)
             self._start(job, self.ui.trainingProgressBar, self.ui.trainingStatusLabel)
 
-    def onCancel(self) -> None:
-        if self._job is not None:
+    def onCancel(self, kind=None) -> None:
+        """Stop the running job (only if it is of ``kind``); training checkpoints first."""
+        if self._job is not None and (kind is None or isinstance(self._job, kind)):
             self._job.cancel()
 
     def _start(self, job, progressBar, statusLabel) -> None:
@@ -203,8 +210,9 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _poll(self) -> None:
         job, (progressBar, statusLabel) = self._job, self._jobWidgets
-        if any(event["event"] == "validation" for event in job.poll()) and Path(job.curves).is_file():
-            self.ui.curvesLabel.setPixmap(qt.QPixmap(job.curves).scaledToWidth(420))
+        job.poll()
+        if curves := job.new_curves():
+            self.ui.curvesLabel.setPixmap(qt.QPixmap(curves).scaledToWidth(420))
         progressBar.value = int(100 * job.fraction)
         statusLabel.text = job.status
         if job.running:

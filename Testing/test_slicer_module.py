@@ -119,6 +119,7 @@ def _card():
 
 def test_uncertainty_volume_and_multichannel_matching(mrml_scene, make_bundle):
     bundle = make_bundle(in_channels=2, labels=((1, "edema"),))
+    mrml_scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "patient FLAIR labels")  # a label map: not an input
     t1c, _ = _volume(mrml_scene, "patient T1c")
     flair, _ = _volume(mrml_scene, "patient_FLAIR")
     logic = _logic(mrml_scene)
@@ -276,19 +277,33 @@ def test_reviewed_segmentation_exported_as_dicom_seg(mrml_scene, tmp_path):
         logic.exportDicomSeg(segmentation, volume, target, sourceFiles=tmp_path / "dicom")
 
 
-def test_training_job_folds_a_recorded_stream():
+def test_training_job_folds_a_recorded_stream(tmp_path):
+    import os
+
     from MISSUSegmentationLib.jobs import TrainingJob
+    from MISSUSegmentationLib.logic import MISSUSegmentationLogic
     from MISSUSegmentationLib.process import JsonProcess
 
     recorded = ROOT / "Testing" / "data" / "train_events.jsonl"
     process = JsonProcess([sys.executable, "-c", f"print(open({str(recorded)!r}).read()); print('stray text')"])
-    job = TrainingJob(process, "/tmp/rec")
+    job = TrainingJob(process, str(tmp_path))
     assert process.wait(timeout=60) == 0
     events = job.poll()
     assert events[-1] == {"event": "log", "message": "stray text"}
     assert job.fraction == 1.0 and job.bundle == "/tmp/rec/bundle"
     assert [e for e, _ in job.losses] == [1, 2] and len(job.dice) == 2
-    assert job.finish().startswith("finished: best validation Dice")
+    assert re.fullmatch(r"finished: best validation Dice 0\.041 \(epoch 1\); model in /tmp/rec/bundle \(\d+\.\d s\)",
+                        job.finish())
+    # the panel shows the curves each time the trainer redraws them (after a validation's checkpoints)
+    assert job.new_curves() is None
+    (tmp_path / "curves.png").write_bytes(b"first")
+    assert job.new_curves() == str(tmp_path / "curves.png") and job.new_curves() is None
+    os.utime(tmp_path / "curves.png", ns=(0, 10**9))
+    assert job.new_curves() == str(tmp_path / "curves.png")
+    assert not MISSUSegmentationLogic.holdsRun(tmp_path) and not MISSUSegmentationLogic.holdsRun("")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    assert MISSUSegmentationLogic.holdsRun(tmp_path)
 
 
 # -- static consistency of the module's files ---------------------------------------------------------

@@ -56,6 +56,10 @@ class Job:
             raise JobFailed(self.error or f"missu {self.process.command[4]} stopped (exit code {code})")
         return f"{self.on_success()} ({seconds:.1f} s)"
 
+    def new_curves(self) -> str | None:
+        """The path of the training curves when they were redrawn since the last call, else None."""
+        return None
+
     def on_success(self) -> str:
         return "done"
 
@@ -102,10 +106,22 @@ class TrainingJob(Job):
         self.dice: list[tuple[int, float]] = []  # (epoch, mean validation Dice)
         self.bundle: str | None = None
         self._epochs, self._steps = 1, 1
+        self._curves_stamp: int | None = None
 
     @property
     def curves(self) -> str:
         return os.path.join(self.run_dir, "curves.png")
+
+    def new_curves(self) -> str | None:
+        # By the file's time, not by events: the trainer redraws the curves after a validation's checkpoints.
+        try:
+            stamp = os.stat(self.curves).st_mtime_ns
+        except OSError:
+            return None
+        if stamp == self._curves_stamp:
+            return None
+        self._curves_stamp = stamp
+        return self.curves
 
     def update(self, event: dict) -> None:
         super().update(event)
@@ -126,7 +142,8 @@ class TrainingJob(Job):
             self.status = f"stopped at epoch {event['epoch']}; resume to continue"
         elif kind == "finished":
             self.fraction, self.bundle = 1.0, event["bundle"]
-            self.status = f"finished: best validation Dice {event['best_dice']:.3f} (epoch {event['best_epoch']})"
+            self.status = (f"finished: best validation Dice {event['best_dice']:.3f} (epoch {event['best_epoch']}); "
+                           f"model in {event['bundle']}")
 
     def on_success(self) -> str:
         return self.status

@@ -59,6 +59,7 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         """Input index -> the scene's scalar volume whose name matches that channel (e.g. 'flair')."""
         volumes = [self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
                    for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode")]  # label maps are not images
         matched = {}
         for index, channel in enumerate(card.inputs):
             hits = [v for v in volumes if channel.matches(v.GetName())]
@@ -157,6 +158,12 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         return SegmentationJob(process, load, folder.cleanup)
 
     # -- training and review --------------------------------------------------------------------------------
+
+    @staticmethod
+    def holdsRun(output) -> bool:
+        """Whether the run folder ``output`` holds a run to continue (``startTraining(..., resume=True)``)."""
+        return output is not None and str(output).strip() not in ("", ".") and (
+            Path(output) / "checkpoints" / "last.pt").is_file()
 
     def startTraining(self, dataset, output, preset: str = "missu-small", epochs: int = 100,
                       init: str | None = None, device: str = "auto", resume: bool = False) -> TrainingJob:

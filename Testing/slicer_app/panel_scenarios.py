@@ -148,13 +148,26 @@ def test_train_on_three_cases_and_stop(harness, panel, tmp_path):
     ui.trainingOutputLineEdit.currentPath = str(tmp_path / "run")
     ui.epochsSpinBox.value = 2
     ui.trainButton.click()
-    harness.wait_until(lambda: panel._job is None or panel._job.status.startswith("training on"), 300,
-                       "training to start")
+    harness.wait_until(lambda: panel._job is None or panel._job.status.startswith("epoch"), 300,
+                       "the first training step")
+    ui.cancelButton.click()  # the Segment section's Cancel: not this job's
+    assert panel._job is not None and not panel._job.cancelled
     ui.stopButton.click()
     wait_for_job(harness, panel, timeout=300)
     assert harness.dialogs.errors == []
-    assert ui.trainingStatusLabel.text.startswith(("stopped at epoch", "Stopped before the first checkpoint"))
-    assert (tmp_path / "run" / "train.log").is_file()
+    assert ui.trainingStatusLabel.text.startswith("stopped at epoch 1")
+    assert (tmp_path / "run" / "train.log").is_file() and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    harness.dialogs.answers = [False]
+    ui.trainButton.click()  # the folder holds a run: continue it, or start nothing
+    assert "holds a run. Continue it" in harness.dialogs.questions[-1] and panel._job is None
+    harness.dialogs.answers = [True]
+    ui.trainButton.click()
+    assert panel._job is not None and "--resume" in panel._job.process.command
+    harness.wait_until(lambda: panel._job is None or panel._job.status.startswith("training on"), 300,
+                       "training to resume")
+    ui.stopButton.click()
+    wait_for_job(harness, panel, timeout=300)
+    assert harness.dialogs.errors == [] and ui.trainingStatusLabel.text.startswith("stopped at epoch")
 
 
 def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, monkeypatch):
