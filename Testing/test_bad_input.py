@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,6 +185,31 @@ def test_interrupted_writes_leave_no_temporary_file(tmp_path):
     with atomic_path(target) as temporary:
         temporary.write_bytes(b"whole")
     assert target.read_bytes() == b"whole" and _leftovers(tmp_path) == [elsewhere.name]
+
+
+def test_outputs_that_belong_together_are_replaced_together_or_not_at_all(make_bundle, tmp_path, capsys, monkeypatch):
+    import missu.data.segfile as segfile
+
+    image = tmp_path / "image.nii.gz"
+    sitk.WriteImage(_volume(), str(image))
+    seg, labels = tmp_path / "o.seg.nrrd", tmp_path / "o-labels.nii.gz"
+    seg.write_bytes(b"the old segmentation")
+    labels.write_bytes(b"its old label map")
+
+    def disk_full(image, path, overwrite=False):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(segfile, "write_image", disk_full)  # the label map, written after the segmentation
+    argv = ["segment", "--model", str(make_bundle()), "--input", str(image), "--output", str(seg), "--label-out",
+            str(labels), "--overwrite"]
+    assert main(argv) == 1
+    assert "No space left on device" in _error_line(capsys)
+    assert seg.read_bytes() == b"the old segmentation" and labels.read_bytes() == b"its old label map"
+    assert _leftovers(tmp_path) == []
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert seg.read_bytes() != b"the old segmentation" and labels.read_bytes() != b"its old label map"
 
 
 SLOW_WRITER = """

@@ -62,7 +62,7 @@ def _summary_line(case: str, result) -> str:
 
 
 def _segment_case(segmenter, case: str, inputs: list[str], outputs: dict, args, progress=None) -> dict:
-    from ..data.atomic import check_outputs
+    from ..data.atomic import atomic_paths, check_outputs
     from ..data.cases import resolve_inputs
     from ..data.segfile import write_image, write_seg_nrrd
     from ..dicom.series import Series
@@ -74,16 +74,19 @@ def _segment_case(segmenter, case: str, inputs: list[str], outputs: dict, args, 
         raise MISSUError(f"{target}: a DICOM SEG references a DICOM series; the input {sources[0]} is not DICOM")
     check_outputs(outputs, [s.folder if isinstance(s, Series) else s for s in sources], args.overwrite)
     result = segmenter.segment_files(sources, uncertainty=outputs.get("uncertainty") is not None, progress=progress)
-    if dicom_seg:
-        from ..dicom.seg import write_dicom_seg
+    wanted = {role: path for role, path in outputs.items() if path is not None}
+    with atomic_paths(list(wanted.values()), args.overwrite) as temporaries:
+        temporary = dict(zip(wanted, temporaries))
+        if dicom_seg:
+            from ..dicom.seg import write_dicom_seg
 
-        write_dicom_seg(result.labels, segmenter.card, sources[0], target, args.overwrite)
-    else:
-        write_seg_nrrd(result.labels, segmenter.card, target, args.overwrite)
-    if outputs.get("labels"):
-        write_image(result.labels, outputs["labels"], args.overwrite)
-    if outputs.get("uncertainty"):
-        write_image(result.uncertainty, outputs["uncertainty"], args.overwrite)
+            write_dicom_seg(result.labels, segmenter.card, sources[0], temporary["segmentation"])
+        else:
+            write_seg_nrrd(result.labels, segmenter.card, temporary["segmentation"])
+        if "labels" in temporary:
+            write_image(result.labels, temporary["labels"])
+        if "uncertainty" in temporary:
+            write_image(result.uncertainty, temporary["uncertainty"])
     print(json.dumps({"event": "case", "case": case, "seconds": round(result.seconds, 2), "volumes": result.volumes})
           if args.json else _summary_line(case, result))
     return result.volumes

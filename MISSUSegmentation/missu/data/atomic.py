@@ -96,3 +96,11 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike], overwrite: bool = False) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that belong together (a segmentation and its label and uncertainty maps):
+    none is renamed onto its final name before all were written, so an interruption leaves the old set whole."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path, overwrite)) for path in paths]
