@@ -77,6 +77,27 @@ def test_malformed_cards_are_refused(make_bundle, edit, message):
         load_bundle(path)
 
 
+def test_a_bundle_is_replaced_whole_and_only_when_asked(make_bundle, tmp_path):
+    import subprocess
+    import sys
+
+    from missu.data.atomic import HOST
+
+    path = make_bundle("model")
+    bundle = load_bundle(path)
+    with pytest.raises(MISSUError, match=r"model: already exists; pass --overwrite to replace it"):
+        save_bundle(path, bundle.card, bundle.state_dict)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".partial-{HOST}-{dead.pid}-abcd1234-model"  # an export killed while writing
+    killed.mkdir()
+    (killed / WEIGHTS_FILE).write_bytes(b"half")
+    renamed = bundle.card.with_changes(description="replaced")
+    save_bundle(path, renamed, bundle.state_dict, overwrite=True)
+    assert load_bundle(path).card.description == "replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_not_a_bundle(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MISSUError, match="missing card.json, model.safetensors"):

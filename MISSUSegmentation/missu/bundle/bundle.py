@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from ..data.atomic import atomic_folder
 from ..errors import MISSUError
 from ..network import Ensemble, build_model
 from .card import CARD_FILE, WEIGHTS_FILE, ModelCard, parse_card, read_bundle_files
@@ -92,8 +92,6 @@ def save_bundle(
 ) -> Path:
     """Write a bundle folder atomically; ``half`` stores floating-point weights as float16."""
     directory = Path(directory)
-    if directory.exists() and not overwrite:
-        raise MISSUError(f"{directory}: already exists; pass overwrite=True to replace it")
     dtype = torch.float16 if half else torch.float32
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()
@@ -101,19 +99,7 @@ def save_bundle(
     weights = save_safetensors(tensors, metadata={"format": "pt", "card": card.name})
     card = card.with_changes(weights_sha256=hashlib.sha256(weights).hexdigest())
     _check_weights(card, tensors, directory)
-    temporary = directory.with_name(f".partial-{os.getpid()}-{directory.name}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    try:
+    with atomic_folder(directory, overwrite) as temporary:
         (temporary / WEIGHTS_FILE).write_bytes(weights)
         (temporary / CARD_FILE).write_text(card.to_json() + "\n")
-        if directory.exists():
-            old = directory.with_name(f".old-{os.getpid()}-{directory.name}")
-            os.replace(directory, old)
-            os.replace(temporary, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(temporary, directory)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
     return directory

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,9 +63,12 @@ def _remove_stale_partials(folder: Path) -> None:
         return
     for entry in folder.iterdir():
         match = PARTIAL.match(entry.name)
-        if match and match["host"] == HOST and entry.is_file() and not _alive(int(match["pid"])):
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        if match and match["host"] == HOST and not _alive(int(match["pid"])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
 
 
 def _alive(pid: int) -> bool:
@@ -90,12 +94,42 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(path.parent)
-    temporary = path.with_name(f".partial-{HOST}-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+    temporary = _partial(path)
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _partial(path: Path) -> Path:
+    """A temporary name beside ``path`` that :func:`_remove_stale_partials` recognises."""
+    return path.with_name(f".partial-{HOST}-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """:func:`atomic_path` for a folder (a model bundle): filled under a temporary name, then swapped in whole."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MISSUError(f"{path}: is a file; give a folder name")
+    if path.exists() and not overwrite:
+        raise MISSUError(f"{path}: already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(path.parent)
+    temporary = _partial(path)
+    temporary.mkdir()
+    try:
+        yield temporary
+        if path.exists():
+            old = _partial(path)
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 @contextlib.contextmanager
