@@ -66,6 +66,10 @@ def test_card_that_disagrees_with_weights_is_refused(make_bundle):
         (lambda c: c.update(colour="red"), r"card: Additional properties are not allowed \('colour' was unexpected\)"),
         (lambda c: c.update(labels=[]), r"labels: \[\] should be non-empty"),
         (lambda c: c["network"].update(layers=3), r"network: Additional properties .*'layers' was unexpected"),
+        (lambda c: c.update(small_label_fallback={"label": 4, "min_voxels": 500, "to": 0}),
+         r"small_label_fallback relabels 4 as 0, but its labels are \[1\]"),
+        (lambda c: c.update(small_label_fallback={"label": 1, "min_voxels": 500, "to": 2}),
+         r"small_label_fallback relabels 1 as 2, but its labels are \[1\]"),
     ],
 )
 def test_malformed_cards_are_refused(make_bundle, edit, message):

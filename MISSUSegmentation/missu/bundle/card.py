@@ -112,6 +112,9 @@ class ModelCard:
         values = [lab.value for lab in self.labels]
         if 0 in values or len(set(values)) != len(values):
             raise MISSUError(f"card {self.name}: label values must be unique and non-zero, got {values}")
+        if (rule := self.small_label_fallback) is not None and (rule["label"] not in values or rule["to"] not in [0, *values]):
+            raise MISSUError(f"card {self.name}: small_label_fallback relabels {rule['label']} as {rule['to']}, but its "
+                             f"labels are {values} (a recipe written for another label convention?)")
         if not 0 <= self.overlap < 1:
             raise MISSUError(f"card {self.name}: overlap must be in [0, 1), got {self.overlap}")
         if type(self.members) is not int or not 1 <= self.members <= MAX_MEMBERS:
