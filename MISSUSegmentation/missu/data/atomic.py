@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import MISSUError
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats SimpleITK writes
+OUTPUT_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats SimpleITK writes
 SEGMENTATION_SUFFIXES = (".seg.nrrd", ".dcm")  # Slicer segmentation, DICOM SEG
 PARTIAL = re.compile(r"^\.partial-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]{8}-")
 HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
@@ -45,7 +45,7 @@ def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[str | os.Pat
     for role, path in outputs.items():
         if path is None:
             continue
-        suffixes = SEGMENTATION_SUFFIXES if role == "segmentation" else IMAGE_SUFFIXES
+        suffixes = SEGMENTATION_SUFFIXES if role == "segmentation" else OUTPUT_IMAGE_SUFFIXES
         if not path.name.lower().endswith(suffixes):
             raise MISSUError(f"{path}: the {role} output must end in {' or '.join(suffixes)}")
         resolved = path.resolve()

@@ -9,12 +9,12 @@ from ..bundle.card import ModelCard
 from ..dicom.series import Series, holds_dicom, only_series, select_series
 from ..errors import MISSUError
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+INPUT_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")  # readable, header+data pairs included
 
 
 def image_stem(path: Path) -> str:
     name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+    for suffix in sorted(INPUT_IMAGE_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -23,7 +23,7 @@ def image_stem(path: Path) -> str:
 def is_image(path: Path) -> bool:
     """An input image file: not hidden, and not a segmentation (``.seg.nrrd``, e.g. an earlier run's output)."""
     name = path.name.lower()
-    return path.is_file() and name.endswith(IMAGE_SUFFIXES) and not name.endswith(".seg.nrrd") and not name.startswith(".")
+    return path.is_file() and name.endswith(INPUT_IMAGE_SUFFIXES) and not name.endswith(".seg.nrrd") and not name.startswith(".")
 
 
 def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
