@@ -23,7 +23,8 @@ def image_stem(path: Path) -> str:
 def is_image(path: Path) -> bool:
     """An input image file: not hidden, and not a segmentation (``.seg.nrrd``, e.g. an earlier run's output)."""
     name = path.name.lower()
-    return path.is_file() and name.endswith(INPUT_IMAGE_SUFFIXES) and not name.endswith(".seg.nrrd") and not name.startswith(".")
+    return (path.is_file() and name.endswith(INPUT_IMAGE_SUFFIXES) and not name.endswith(".seg.nrrd")
+            and not name.startswith("."))
 
 
 def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
