@@ -90,7 +90,13 @@ def test_existing_segmentation_is_not_replaced_without_overwrite(mrml_scene, mak
     first = logic.segment([volume], model=segmenter)
     with pytest.raises(MISSUError, match="already holds segments"):
         logic.segment([volume], model=segmenter, outputSegmentation=first)
+    mrml_scene.SetUndoOn()  # Slicer's scene undo, where the application enables it
+    first.SetUndoEnabled(True)
+    first.GetSegmentation().GetNthSegment(0).SetName("reviewed")
     assert logic.segment([volume], model=segmenter, outputSegmentation=first, overwrite=True) is first
+    assert [s.GetName() for s in _segments(first)] == ["left atrium"]
+    mrml_scene.Undo()
+    assert [s.GetName() for s in _segments(first)] == ["reviewed"]
 
 
 def test_volume_under_linear_transform_is_segmented_in_world_space(mrml_scene, make_bundle):

@@ -60,6 +60,8 @@ def labels_to_segmentation(scene, labels: sitk.Image, card: ModelCard, reference
         if segmentation is None:
             segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{reference.GetName()} {card.name}")
             segmentation.CreateDefaultDisplayNodes()
+        elif segmentation.GetSegmentation().GetNumberOfSegments():
+            scene.SaveStateForUndo()  # the segments replaced below may be a reviewer's work
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
         segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
         segmentation.GetSegmentation().RemoveAllSegments()
