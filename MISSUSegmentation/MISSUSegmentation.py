@@ -72,8 +72,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._jobWidgets = None  # (progress bar, status label) of the running job
+        self._jobs: dict = {}  # job class -> the running job: one segmentation and one training at a time
         self._timer = None
 
     def setup(self) -> None:
@@ -180,7 +179,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             volumes = self._inputs(len(self.logic.modelCard(p.model).inputs))
             job = self.logic.startSegmentation(volumes, p.model, device=p.device, tta=p.tta,
                                               uncertainty=p.uncertainty, outputSegmentation=output)
-            self._start(job, self.ui.progressBar, self.ui.statusLabel)
+            self._start(job)
 
     def onTrain(self) -> None:
         p = self._parameterNode
@@ -194,38 +193,49 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             job = self.logic.startTraining(p.trainingDataset, p.trainingOutput, preset=p.trainingPreset,
                                            epochs=p.trainingEpochs, init=p.model if p.fineTune else None,
                                            device=p.device, resume=resume)
-            self._start(job, self.ui.trainingProgressBar, self.ui.trainingStatusLabel)
+            self._start(job)
 
     def onCancel(self, kind=None) -> None:
-        """Stop the running job (only if it is of ``kind``); training checkpoints first."""
-        if self._job is not None and (kind is None or isinstance(self._job, kind)):
-            self._job.cancel()
+        """Stop the running jobs (only the one of class ``kind``, if given); training checkpoints first."""
+        for jobKind, job in self._jobs.items():
+            if kind is None or jobKind is kind:
+                job.cancel()
 
-    def _start(self, job, progressBar, statusLabel) -> None:
-        self._job, self._jobWidgets = job, (progressBar, statusLabel)
+    def _section(self, kind) -> tuple:
+        """(button, progress bar, status label) of the panel section that runs jobs of class ``kind``."""
+        if kind is TrainingJob:
+            return self.ui.trainButton, self.ui.trainingProgressBar, self.ui.trainingStatusLabel
+        return self.ui.segmentButton, self.ui.progressBar, self.ui.statusLabel
+
+    def _start(self, job) -> None:
+        self._jobs[type(job)] = job
+        button, progressBar, statusLabel = self._section(type(job))
+        button.enabled = False
         progressBar.value = 0
         statusLabel.text = _("Starting...")
-        self.ui.segmentButton.enabled = self.ui.trainButton.enabled = False
         self._timer.start()
 
     def _poll(self) -> None:
-        job, (progressBar, statusLabel) = self._job, self._jobWidgets
-        job.poll()
-        if curves := job.new_curves():
-            self.ui.curvesLabel.setPixmap(qt.QPixmap(curves).scaledToWidth(420))
-        progressBar.value = int(100 * job.fraction)
-        statusLabel.text = job.status
-        if job.running:
-            return
-        self._timer.stop()
-        self._job = None
-        self.ui.segmentButton.enabled = self.ui.trainButton.enabled = True
-        with slicer.util.tryWithErrorDisplay(_("The job failed."), waitCursor=True):
-            statusLabel.text = job.status  # the error, should finish() raise
-            statusLabel.text = job.finish()
-            if isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode.outputSegmentation is None:
-                self._parameterNode.outputSegmentation = job.segmentation
-            self._refreshModels()
+        for kind, job in list(self._jobs.items()):
+            button, progressBar, statusLabel = self._section(kind)
+            job.poll()
+            if curves := job.new_curves():
+                self.ui.curvesLabel.setPixmap(qt.QPixmap(curves).scaledToWidth(420))
+            progressBar.value = int(100 * job.fraction)
+            statusLabel.text = job.status
+            if job.running:
+                continue
+            del self._jobs[kind]
+            if not self._jobs:
+                self._timer.stop()
+            button.enabled = True
+            with slicer.util.tryWithErrorDisplay(_("The job failed."), waitCursor=True):
+                statusLabel.text = job.status  # the error, should finish() raise
+                statusLabel.text = job.finish()
+                if (isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode
+                        and self._parameterNode.outputSegmentation is None):
+                    self._parameterNode.outputSegmentation = job.segmentation
+                self._refreshModels()
 
     # -- review loop and dependencies ----------------------------------------------------------------------
 

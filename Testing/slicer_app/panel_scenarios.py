@@ -54,7 +54,12 @@ def load_volume(harness, case: str, path: Path | None = None):
 
 
 def wait_for_job(harness, widget, timeout=600) -> None:
-    harness.wait_until(lambda: widget._job is None, timeout, "the job to finish")
+    harness.wait_until(lambda: not widget._jobs, timeout, "the jobs to finish")
+
+
+def running(widget, kind: str):
+    """The widget's running job of class ``kind`` ('SegmentationJob', 'TrainingJob'), or None."""
+    return next((job for cls, job in widget._jobs.items() if cls.__name__ == kind), None)
 
 
 def test_release_is_the_one_asked_for(harness):
@@ -83,7 +88,7 @@ def test_segment_a_real_volume_through_the_subprocess(harness, panel, tmp_path):
     assert ui.inputVolume0.currentNode() is volume  # the only volume: chosen for the user
     ui.deviceSelector.currentText = "cpu"
     ui.segmentButton.click()
-    assert panel._job is not None and not ui.segmentButton.enabled
+    assert running(panel, "SegmentationJob") is not None and not ui.segmentButton.enabled
     wait_for_job(harness, panel)
     assert harness.dialogs.errors == []
     segmentation = panel._parameterNode.outputSegmentation
@@ -133,7 +138,7 @@ def test_train_refuses_unset_paths_and_writes_nothing(harness, panel, tmp_path, 
     panel.ui.trainButton.click()
     assert harness.dialogs.errors and "Choose a dataset.json first." in harness.dialogs.errors[-1]
     harness.exceptions.clear()  # tryWithErrorDisplay shows the error and re-raises it into the slot
-    assert list(tmp_path.iterdir()) == [] and panel._job is None
+    assert list(tmp_path.iterdir()) == [] and not panel._jobs
 
 
 def test_train_on_three_cases_and_stop(harness, panel, tmp_path):
@@ -148,10 +153,11 @@ def test_train_on_three_cases_and_stop(harness, panel, tmp_path):
     ui.trainingOutputLineEdit.currentPath = str(tmp_path / "run")
     ui.epochsSpinBox.value = 2
     ui.trainButton.click()
-    harness.wait_until(lambda: panel._job is None or panel._job.status.startswith("epoch"), 300,
+    harness.wait_until(lambda: not panel._jobs or running(panel, "TrainingJob").status.startswith("epoch"), 300,
                        "the first training step")
     ui.cancelButton.click()  # the Segment section's Cancel: not this job's
-    assert panel._job is not None and not panel._job.cancelled
+    assert running(panel, "TrainingJob") is not None and not running(panel, "TrainingJob").cancelled
+    assert ui.segmentButton.enabled and not ui.trainButton.enabled  # one can segment while a model trains
     ui.stopButton.click()
     wait_for_job(harness, panel, timeout=300)
     assert harness.dialogs.errors == []
@@ -159,11 +165,11 @@ def test_train_on_three_cases_and_stop(harness, panel, tmp_path):
     assert (tmp_path / "run" / "train.log").is_file() and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
     harness.dialogs.answers = [False]
     ui.trainButton.click()  # the folder holds a run: continue it, or start nothing
-    assert "holds a run. Continue it" in harness.dialogs.questions[-1] and panel._job is None
+    assert "holds a run. Continue it" in harness.dialogs.questions[-1] and not panel._jobs
     harness.dialogs.answers = [True]
     ui.trainButton.click()
-    assert panel._job is not None and "--resume" in panel._job.process.command
-    harness.wait_until(lambda: panel._job is None or panel._job.status.startswith("training on"), 300,
+    assert "--resume" in running(panel, "TrainingJob").process.command
+    harness.wait_until(lambda: not panel._jobs or running(panel, "TrainingJob").status.startswith("training on"), 300,
                        "training to resume")
     ui.stopButton.click()
     wait_for_job(harness, panel, timeout=300)
@@ -192,7 +198,7 @@ def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, mon
         ui.trainButton.click()
         assert harness.dialogs.errors and "is an ensemble of 2 networks" in harness.dialogs.errors[-1]
         harness.exceptions.clear()  # tryWithErrorDisplay shows the error and re-raises it into the slot
-        assert panel._job is None and not (tmp_path / "run").exists()
+        assert not panel._jobs and not (tmp_path / "run").exists()
     finally:
         ui.fineTuneCheckBox.checked = False
         panel._refreshModels()
@@ -262,4 +268,4 @@ def test_scene_close_then_cleanup(harness, panel):
     harness.process_events(0.1)
     assert panel._parameterNode is not None and panel._parameterNode.model == "la-mri"  # a new one, reconnected
     harness.slicer.app.moduleManager().unload("MISSUSegmentation")
-    assert panel._parameterNode is None and panel._job is None
+    assert panel._parameterNode is None and not panel._jobs
