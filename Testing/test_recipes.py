@@ -76,3 +76,28 @@ def test_a_setting_newer_than_a_run_reads_as_its_default_on_resume():
         stored.pop(newer)
     assert Recipe(lr=1e-3).changes_from(stored) == {}
     assert Recipe(lr=1e-3, folds=5, fold=1).changes_from(stored) == {"folds": (0, 5), "fold": (0, 1)}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("roi_size: 96", "roi_size must be a list of 3 numbers, got 96"),
+    ("epochs: 1.5", "epochs must be a whole number, got 1.5"),
+    ("lr: fast", "lr must be a number, got 'fast'"),
+    ("anti_alias: 1", "anti_alias must be true or false, got 1"),
+    ("network: 3", "network must be a mapping, got 3"),
+    ("folds: 0\nfold: 2", "fold must be in 0..folds-1"),
+])
+def test_a_setting_of_the_wrong_type_is_refused_naming_the_file_and_setting(tmp_path, text, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    with pytest.raises(MISSUError, match=f"^{path}: {message}"):
+        load_recipe(path)
+
+
+def test_numbers_yaml_reads_as_strings_are_numbers_and_a_fold_alone_means_five(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("lr: 5e-4\nweight_decay: 1e-5\nrotate_deg: 15\nspacing: [1, 1, 1.5]\n")  # YAML 1.1: '5e-4' is a str
+    recipe = load_recipe(path)
+    assert (recipe.lr, recipe.weight_decay, recipe.rotate_deg, recipe.spacing) == (5e-4, 1e-5, 15.0, (1.0, 1.0, 1.5))
+    assert (load_recipe(path, fold=3).folds, load_recipe(path, fold=3).fold) == (5, 3)
+    path.write_text("folds: 10\n")
+    assert (load_recipe(path, fold=3).folds, load_recipe(path, fold=3).fold) == (10, 3)  # --fold keeps the recipe's folds

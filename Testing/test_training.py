@@ -21,7 +21,7 @@ from missu.devices import amp_dtype, precision_name
 from missu.errors import MISSUError
 from missu.training.checkpoint import load_checkpoint, save_checkpoint
 from missu.training.recipe import Recipe
-from missu.training.trainer import _split
+from missu.training.split import split_cases
 
 RECIPE = """\
 preset: missu-small
@@ -139,6 +139,10 @@ def test_cancel_then_resume_equals_uninterrupted(tiny_la, tmp_path):
     straight, resumed = _weights(tmp_path / "straight"), _weights(stopped)
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    # the interrupted epoch's record (curves, epoch event) averages the loss over all its steps, not those after resume
+    history = [json.loads(load_checkpoint(r / "checkpoints" / "last.pt")["progress"]["history"])
+               for r in (tmp_path / "straight", stopped)]
+    assert [h["loss"] for h in history[1]] == pytest.approx([h["loss"] for h in history[0]], rel=1e-4)
 
 
 def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp_path, capsys):
@@ -149,6 +153,16 @@ def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp
     capsys.readouterr()
     assert main([*args, "--output", str(first), "--resume", "--epochs", "2"]) != 0
     assert "recipe differs from the one this run started with (epochs: 1 -> 2)" in capsys.readouterr().err
+    last = first / "checkpoints" / "last.pt"
+    assert main([*args, "--output", str(first), "--resume", "--epochs", "1", "--init", str(first / "bundle")]) != 0
+    assert f"{last}: this run started with no --init; resume it the same way" in capsys.readouterr().err
+    other = json.loads(dataset.read_text())
+    other["labels"]["2"] = "scar"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main([*args[:2], str(tmp_path / "other.json"), *args[3:], "--output", str(first), "--resume",
+                 "--epochs", "1"]) != 0
+    assert f"{last}: this run learns labels [1] from 1 input(s); {tmp_path / 'other.json'} has labels [1, 2]" in \
+        capsys.readouterr().err
 
     # Fine-tune from the first run's bundle with another ROI and the full augmentation/soft-label recipe.
     richer = tmp_path / "richer.yaml"
@@ -229,6 +243,18 @@ def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next
     assert sorted(split["training"] + split["validation"]) == LA_CASES
     code, events, _ = _train(dataset, recipe, run, "--epochs", "1")
     assert code == 1 and "holds an earlier run" in events[-1]["message"]
+    (run / "split.json").write_text('{"training": ["a"')  # damaged by hand
+    code, events, _ = _train(dataset, recipe, run, "--epochs", "1", "--resume")
+    assert code == 1 and events[-1]["message"].startswith(f"{run / 'split.json'}: unreadable split")
+
+
+def test_a_checkpoint_write_killed_before_its_rename_does_not_make_a_run(tiny_la, tmp_path):
+    dataset, recipe = tiny_la
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / ".partial-host-123-last.pt").write_bytes(b"half a checkpoint")  # as a kill -9 leaves
+    code, events, stderr = _train(dataset, recipe, run, "--epochs", "1")
+    assert code == 0, stderr
 
 
 def test_import_brats_both_conventions_and_skips(tmp_path, capsys):
@@ -278,7 +304,7 @@ def test_k_fold_splits_partition_the_cases_and_fold_0_is_the_shipped_split(tmp_p
     for fold in range(5):
         run_dir = tmp_path / f"fold{fold}"
         run_dir.mkdir()
-        train, val = _split(cases, Recipe(folds=5, fold=fold), run_dir)
+        train, val = split_cases(cases, Recipe(folds=5, fold=fold), run_dir)
         assert {c.name for c in train}.isdisjoint(c.name for c in val) and len(train) + len(val) == len(cases)
         validation.append([c.name for c in val])
     assert sorted(sum(validation, [])) == sorted(c.name for c in cases), "every case is validated exactly once"
@@ -287,7 +313,7 @@ def test_k_fold_splits_partition_the_cases_and_fold_0_is_the_shipped_split(tmp_p
         Recipe(folds=5, fold=5)
     (tmp_path / "few").mkdir()
     with pytest.raises(MISSUError, match="3 usable case\\(s\\): too few for 5-fold cross-validation"):
-        _split(cases[:3], Recipe(folds=5, fold=0), tmp_path / "few")
+        split_cases(cases[:3], Recipe(folds=5, fold=0), tmp_path / "few")
     assert not (tmp_path / "few" / "split.json").exists(), "no split is written for a refused run"
 
 
@@ -332,6 +358,10 @@ def test_folds_export_as_an_ensemble_and_evaluate_out_of_fold(tiny_la, tmp_path,
     shutil.copytree(runs[0], tmp_path / "fold0-again")  # e.g. a second seed of one fold: its case stays held out
     assert main(["export", str(runs[0]), str(tmp_path / "fold0-again"), "--output", str(tmp_path / "seeds")]) == 0
     assert read_card(tmp_path / "seeds").provenance["validation_cases"] == held_out[0]
+    shutil.copytree(runs[0], tmp_path / "early")
+    (tmp_path / "early" / "checkpoints" / "best.pt").unlink()  # a run not validated yet: its weights are unproven
+    assert main(["export", str(runs[1]), str(tmp_path / "early"), "--output", str(tmp_path / "too-early")]) == 1
+    assert f"{tmp_path / 'early'}: not validated yet (no checkpoints/best.pt)" in capsys.readouterr().err
     image = shared_data(f"la2018/imagesTr/{LA_CASES[0]}.nii.gz")
     assert main(["segment", "--model", str(ensemble), "--input", str(image), "--output", str(tmp_path / "e.seg.nrrd")]) == 0
     code, _, stderr = _train(dataset, recipe, tmp_path / "init", "--epochs", "1", "--init", str(ensemble))

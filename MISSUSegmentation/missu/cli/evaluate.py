@@ -41,7 +41,8 @@ def _held_out(models: list[str], cards: list) -> dict[str, int]:
     for i, (model, card) in enumerate(zip(models, cards)):
         cases = card.provenance.get("validation_cases")
         if not cases:
-            raise MISSUError(f"model {model}: its card records no validation cases; drop --validation-only")
+            advice = "leave it out of the --model list" if len(models) > 1 else "drop --validation-only"
+            raise MISSUError(f"model {model}: its card records no validation cases; {advice}")
         if (card.labels, card.regions) != (cards[0].labels, cards[0].regions):
             raise MISSUError(f"model {model}: its labels or regions differ from those of {models[0]}")
         for case in cases:
@@ -78,10 +79,14 @@ def run(args: argparse.Namespace) -> int:
         return segmenters[index]
 
     card = cards[0]
+    info = dataset_info(args.dataset)
+    if sorted(info.labels) != [lab.value for lab in card.labels]:
+        raise MISSUError(f"{args.dataset}: declares labels {sorted(info.labels)}; model {models[0]} segments "
+                         f"{[lab.value for lab in card.labels]}: evaluate a model on data labelled as it segments")
     only = list(owner) if args.validation_only else None
     cases = load_cases(args.dataset, key=args.key, only=only, missing_ok=True)
-    label_map = dataset_info(args.dataset).label_map
-    label_values = [lab.value for lab in card.labels] + list(label_map)
+    label_map = info.label_map
+    label_values = list(info.labels) + list(label_map)
     per_case, skipped = {}, {name: "not in the dataset" for name in sorted(set(only or ()) - {c.name for c in cases})}
     for case in tqdm(cases, desc="evaluate", unit="case", disable=None, file=sys.stderr):
         try:

@@ -4,6 +4,7 @@ seeds) as an ensemble bundle (also while the runs go on)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -26,4 +27,7 @@ def run(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("name", args.name), ("version", args.version), ("description", args.description)) if v}
     path = export_run(args.run_dirs, args.output, half=args.half, overwrite=args.overwrite, card_changes=changes)
     print(f"{path}: exported from {', '.join(map(str, args.run_dirs))}")
+    if len(args.run_dirs) == 1 and not (args.run_dirs[0] / "checkpoints" / "best.pt").is_file():
+        print(f"missu export: {args.run_dirs[0]} has not been validated yet (no checkpoints/best.pt): exported its "
+              "last checkpoint, with no validation metrics", file=sys.stderr)
     return 0

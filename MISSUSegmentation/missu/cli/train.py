@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ablation: train the backbone alone (no LMSF teacher is built, no distillation term)")
     p.add_argument("--seed", type=int)
     p.add_argument("--fold", type=int, help="k-fold cross-validation: validate on this part (0-based) of --folds")
-    p.add_argument("--folds", type=int, help="number of cross-validation parts (with --fold; default 5)")
+    p.add_argument("--folds", type=int, help="number of cross-validation parts (with --fold; default: the recipe's, else 5)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=run, json=True)  # stdout is JSON events only, errors included
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args.config, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
         roi_size=tuple(args.roi) if args.roi else None, spacing=tuple(args.spacing) if args.spacing else None,
         distillation=False if args.no_distillation else None, seed=args.seed,
-        fold=args.fold, folds=args.folds or (5 if args.fold is not None else None),
+        fold=args.fold, folds=args.folds,
     )
     Trainer(args.dataset, args.output, recipe, resume=args.resume, init=args.init, device=args.device).run()
     return 0

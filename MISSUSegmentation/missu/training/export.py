@@ -16,6 +16,7 @@ from ..errors import MISSUError
 from ..network import build_model
 from ..network.missu import DISTILL_PREFIX
 from .checkpoint import load_checkpoint
+from .split import SPLIT_FILE, read_split
 
 IDENTITY_FREE = ("provenance", "weights_sha256")  # card fields that differ between runs of one model
 
@@ -32,6 +33,9 @@ def export_run(run_dirs: Path | Sequence[Path], output: Path, half: bool = False
     run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
     if len({r.resolve() for r in run_dirs}) != len(run_dirs):
         raise MISSUError(f"{', '.join(map(str, run_dirs))}: a run is given more than once")
+    if len(run_dirs) > 1 and (early := [str(r) for r in run_dirs if not (r / "checkpoints" / "best.pt").is_file()]):
+        raise MISSUError(f"{', '.join(early)}: not validated yet (no checkpoints/best.pt); an ensemble takes each "
+                         "member's best validated checkpoint")
     members = [_member(r) for r in run_dirs]
     if len(members) == 1:
         card, weights = members[0]
@@ -71,9 +75,9 @@ def _member(run_dir: Path) -> Member:
     # last.pt may be later than it), none for a checkpoint taken mid-epoch
     record = {} if progress["step_in_epoch"] else next((r for r in history if r.get("epoch") == progress["epoch"]), {})
     provenance = json.loads(state.get("provenance", "{}"))  # (runs started before provenance was stored)
-    split = run_dir / "split.json"
+    split = run_dir / SPLIT_FILE
     if split.is_file():  # the run's held-out fold, the source of truth for `missu evaluate --validation-only`
-        provenance["validation_cases"] = json.loads(split.read_text())["validation"]
+        provenance["validation_cases"] = read_split(split)["validation"]
     provenance.setdefault("training", {}).update(epochs=progress["epoch"], best_epoch=progress["best_epoch"],
                                   seconds=round(progress["seconds"], 1), checkpoint=source.name)
     provenance["metrics"] = {"validation_dice": record.get("val_dice", {})}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +113,43 @@ def load_recipe(path: Path | None = None, **overrides: Any) -> Recipe:
         if not isinstance(values, dict):
             raise MISSUError(f"{path}: a recipe is a mapping of settings")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(Recipe)}
-    if unknown := set(values) - known:
-        raise MISSUError(f"{path or 'recipe'}: unknown settings {sorted(unknown)}")
-    return Recipe(**values)
+    where = path or "recipe"
+    types = typing.get_type_hints(Recipe)
+    if unknown := set(values) - set(types):
+        raise MISSUError(f"{where}: unknown settings {sorted(unknown)}")
+    values = {name: _checked(where, name, value, types[name]) for name, value in values.items()}
+    if "fold" in values and "folds" not in values:
+        values["folds"] = 5  # a fold without a number of parts: 5-fold cross-validation
+    try:
+        return Recipe(**values)
+    except MISSUError as exc:
+        raise MISSUError(f"{where}: {exc}") from None
+
+
+def _checked(where: Path | str, name: str, value: Any, kind: Any) -> Any:
+    """``value`` as the type of setting ``name``, or an error naming the file and the setting. YAML 1.1 reads
+    ``5e-4`` (no decimal point) as a string: numeric strings are taken as the numbers they spell."""
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(k for k in options if k is not type(None))
+    origin = typing.get_origin(kind) or kind
+    if origin is bool and isinstance(value, bool):
+        return value
+    if origin in (int, float) and not isinstance(value, bool):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and (origin is float or float(value).is_integer()):
+            return origin(value)
+    if origin is str and isinstance(value, str):
+        return value
+    if origin is dict and isinstance(value, dict):
+        return value
+    if origin is tuple and isinstance(value, (list, tuple)) and len(value) == len(typing.get_args(kind)):
+        return tuple(_checked(where, name, v, k) for v, k in zip(value, typing.get_args(kind)))
+    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", dict: "a mapping",
+                tuple: f"a list of {len(typing.get_args(kind))} numbers"}[origin]
+    raise MISSUError(f"{where}: {name} must be {expected}, got {value!r}")

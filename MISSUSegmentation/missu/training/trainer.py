@@ -7,7 +7,6 @@ import json
 import math
 import os
 import platform
-import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -52,8 +51,7 @@ from .curves import plot_curves
 from .events import EventStream
 from .export import export_run
 from .recipe import Recipe
-
-SPLIT_FILE = "split.json"
+from .split import SPLIT_FILE, split_cases
 
 
 @dataclass
@@ -67,6 +65,10 @@ class Progress:
     best_epoch: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # the current epoch so far (its record averages over all its steps, also across a resume)
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # loss parts summed over its steps
+    epoch_steps: int = 0
+    epoch_seconds: float = 0.0
 
 
 class Stop:
@@ -97,34 +99,6 @@ def _distributed() -> tuple[int, int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _split(cases: list[Case], recipe: Recipe, run_dir: Path) -> tuple[list[Case], list[Case]]:
-    """A seeded train/validation split (or fold ``recipe.fold`` of ``recipe.folds``), stored in the run folder so
-    a resumed run keeps it."""
-    path = run_dir / SPLIT_FILE
-    if path.is_file():
-        names = json.loads(path.read_text())
-        by_name = {c.name: c for c in cases}
-        missing = [n for n in names["training"] + names["validation"] if n not in by_name]
-        if missing:
-            raise MISSUError(f"{path}: cases {missing[:3]} of the stored split are no longer usable")
-        return [by_name[n] for n in names["training"]], [by_name[n] for n in names["validation"]]
-    order = sorted(cases, key=lambda c: c.name)
-    random.Random(recipe.split_seed).shuffle(order)
-    n = len(order)
-    if recipe.folds:  # contiguous parts of the shuffled order: fold 0 of 5 is the val_fraction 0.2 split
-        if n < recipe.folds:
-            raise MISSUError(f"{n} usable case(s): too few for {recipe.folds}-fold cross-validation")
-        first, last = recipe.fold * n // recipe.folds, (recipe.fold + 1) * n // recipe.folds
-    else:
-        first, last = 0, max(1, round(recipe.val_fraction * n))
-    if n - (last - first) < 1:
-        raise MISSUError(f"{n} usable case(s): too few to keep a validation fold")
-    val = sorted(order[first:last], key=lambda c: c.name)
-    train = sorted(order[:first] + order[last:], key=lambda c: c.name)
-    path.write_text(json.dumps({"training": [c.name for c in train], "validation": [c.name for c in val]}, indent=1))
-    return train, val
 
 
 def _draft_card(dataset: Path, info: DatasetInfo, recipe: Recipe, init: ModelCard | None) -> ModelCard:
@@ -231,7 +205,7 @@ class Trainer:
         if self.main:
             if resume and not (self.run_dir / "checkpoints" / "last.pt").is_file():
                 raise MISSUError(f"{self.run_dir}: no checkpoints/last.pt to resume from")
-            if not resume and any((self.run_dir / "checkpoints").glob("*.pt")):
+            if not resume and any((self.run_dir / "checkpoints" / f"{kind}.pt").is_file() for kind in ("last", "best")):
                 raise MISSUError(f"{self.run_dir}: holds an earlier run; pass --resume, or choose another --output")
             if not resume:  # what a start that failed before its first checkpoint left: this start decides anew
                 (self.run_dir / SPLIT_FILE).unlink(missing_ok=True)
@@ -269,11 +243,11 @@ class Trainer:
         if not usable:
             raise MISSUError(f"{self.dataset}: no usable case ({len(self.skipped)} skipped)")
         if self.main:
-            self.train_cases, self.val_cases = _split(usable, recipe, self.run_dir)
+            self.train_cases, self.val_cases = split_cases(usable, recipe, self.run_dir)
         if self.world > 1:
             dist.barrier()
         if not self.main:
-            self.train_cases, self.val_cases = _split(usable, recipe, self.run_dir)
+            self.train_cases, self.val_cases = split_cases(usable, recipe, self.run_dir)
 
         torch.manual_seed(recipe.seed)
         model = build_model(self.card.network)
@@ -293,12 +267,8 @@ class Trainer:
         if checkpoint is not None and checkpoint.get("world_size", 1) != self.world:
             raise MISSUError(f"{self.run_dir}: this run started on {checkpoint.get('world_size', 1)} process(es), not "
                              f"{self.world}; resume it with the same number")
-        if checkpoint is not None and (changes := recipe.changes_from(json.loads(checkpoint["recipe"]))):
-            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
-            raise MISSUError(
-                f"{self.run_dir}: the recipe differs from the one this run started with ({listed}); resume with "
-                f"the same settings, or start a new run from this one's weights with --init"
-            )
+        if checkpoint is not None:
+            self._check_resumable(checkpoint)
 
         train_tf, self.val_tf = _transforms(self.card, self.info, recipe)
         self.train_ds = CacheDataset(
@@ -325,6 +295,26 @@ class Trainer:
             self._restore(checkpoint)
 
     # -- checkpoints ------------------------------------------------------------------------------------
+
+    def _check_resumable(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to continue a run with another recipe, other labels or inputs, or another ``--init``."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if changes := self.recipe.changes_from(json.loads(checkpoint["recipe"])):
+            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
+            raise MISSUError(
+                f"{self.run_dir}: the recipe differs from the one this run started with ({listed}); resume with "
+                f"the same settings, or start a new run from this one's weights with --init"
+            )
+        stored = ModelCard.from_dict(json.loads(checkpoint["card"]), source=str(last))
+        now, then = ([lab.value for lab in c.labels] for c in (self.card, stored))
+        if now != then or len(self.card.inputs) != len(stored.inputs):
+            raise MISSUError(f"{last}: this run learns labels {then} from {len(stored.inputs)} input(s); "
+                             f"{self.dataset} has labels {now} and {len(self.card.inputs)}: resume with the run's dataset")
+        if "provenance" in checkpoint:  # (runs started before provenance was stored)
+            init = json.loads(checkpoint["provenance"])["training"].get("init")
+            if init != self.init:
+                started = f"--init {init['bundle']} {init['version']}" if init else "no --init"
+                raise MISSUError(f"{last}: this run started with {started}; resume it the same way")
 
     def _state(self, resumable: bool) -> dict[str, Any]:
         """A checkpoint's contents: ``last.pt`` is ``resumable`` (optimiser, scheduler, random state, the
@@ -356,7 +346,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty where the run started without fp16 loss scaling (CPU, bf16)
+            self.scaler.load_state_dict(state["scaler"])
         progress = dict(state["progress"])
         progress["history"] = json.loads(progress["history"])
         self.progress = Progress(**progress)
@@ -454,30 +445,33 @@ class Trainer:
                       self.world, self.precision)
         self.model.train()
         while p.epoch < recipe.epochs:
-            epoch_start, sums, count = time.perf_counter(), {}, 0
+            if p.step_in_epoch == 0:
+                p.epoch_sums, p.epoch_steps, p.epoch_seconds = {}, 0, 0.0
+            epoch_start, before = time.perf_counter(), p.epoch_seconds  # (before: this epoch's time until a resume)
             for index, batch in enumerate(self._loader(p.epoch)):
                 if index < p.step_in_epoch:
                     continue  # replaying a resumed epoch up to where it stopped
                 parts = self._step(batch)
                 p.step_in_epoch, p.global_step = index + 1, p.global_step + 1
                 for key, value in parts.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                count += 1
+                    p.epoch_sums[key] = p.epoch_sums.get(key, 0.0) + value
+                p.epoch_steps += 1
+                p.epoch_seconds = before + time.perf_counter() - epoch_start
                 if p.global_step % recipe.log_every == 0 or index + 1 == steps:
-                    elapsed = time.perf_counter() - epoch_start
                     left = (steps - index - 1) + steps * (recipe.epochs - p.epoch - 1)
                     self.events.emit("iteration", epoch=p.epoch + 1, step=index + 1, steps=steps,
                                      global_step=p.global_step, loss=parts["total"], parts=parts,
-                                     eta_s=round(elapsed / count * left, 1))
+                                     eta_s=round(p.epoch_seconds / p.epoch_steps * left, 1))
                 if stop.requested:
                     return self._cancel(time.perf_counter() - epoch_start)
                 if recipe.checkpoint_every and p.global_step % recipe.checkpoint_every == 0:
                     self._save("last")
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
             p.seconds += time.perf_counter() - epoch_start
-            means = {k: v / max(count, 1) for k, v in sums.items()}
+            means = {k: v / max(p.epoch_steps, 1) for k, v in p.epoch_sums.items()}
             record = {"epoch": p.epoch, "loss": means.pop("total", None), **{f"loss_{k}": v for k, v in means.items()},
-                      "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - epoch_start, 2)}
+                      "lr": self.optimizer.param_groups[0]["lr"],
+                      "seconds": round(before + time.perf_counter() - epoch_start, 2)}
             self.events.emit("epoch", epochs=recipe.epochs, **record)
             self.log.info("epoch %d/%d loss %.4f (%.1f s)", p.epoch, recipe.epochs, record["loss"] or 0, record["seconds"])
             best = False
