@@ -343,6 +343,17 @@ def test_other_refusals_are_one_line(tmp_path, capsys, monkeypatch):
     assert "registry.json: model 'remote' needs a 'url' and a 'sha256'" in _error_line(capsys)
 
 
+def test_dicomweb_credentials_never_reach_a_message(tmp_path, capsys):
+    image = tmp_path / "image.nii.gz"
+    sitk.WriteImage(_volume(), str(image))
+    url = "http://alice:s3cret@127.0.0.1:9/dicom-web"  # nothing listens on port 9
+    assert main(["segment", "--dicomweb", url, "--study", "1.2.3"]) == 1
+    line = _error_line(capsys)
+    assert "http://127.0.0.1:9/dicom-web: searching study 1.2.3 failed" in line and "s3cret" not in line
+    assert main(["segment", "--dicomweb", "http://[::1/dicom-web", "--study", "1.2.3"]) == 1
+    assert "--dicomweb: not a valid URL" in _error_line(capsys)
+
+
 def test_a_damaged_cached_download_is_fetched_again(make_bundle, tmp_path, monkeypatch):
     import hashlib
 

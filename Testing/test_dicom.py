@@ -156,6 +156,18 @@ def test_series_choice_refusals(tmp_path, la_card):
     with pytest.raises(MISSUError, match="report: holds no DICOM image series"):
         select_series(la_card, tmp_path / "report")
 
+    _, files = write_series(image, tmp_path / "gap", patient)
+    files[len(files) // 2].unlink()  # a slice lost in transfer: the volume would be stretched over the gap
+    with pytest.raises(MISSUError, match=r"slices are [\d.]+ to [\d.]+ mm apart, not evenly spaced"):
+        select_series(la_card, tmp_path / "gap")
+
+    uid, files = write_series(image, tmp_path / "blank", patient)
+    ds = pydicom.dcmread(files[0])  # an instance of another series whose anonymiser emptied its orientation
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SeriesInstanceUID, ds.ImageOrientationPatient = pydicom.uid.generate_uid(), None
+    ds.save_as(tmp_path / "blank" / "localizer.dcm")
+    assert [s.uid for s in select_series(la_card, tmp_path / "blank")] == [uid]
+
 
 def test_several_inputs_matched_by_series_description(tmp_path):
     card = small_card(in_channels=2)  # inputs flair, t1c
@@ -200,3 +212,19 @@ def test_cli_batch_of_studies_to_dicom_seg(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "case ct-only failed:" in err and "no series for model la-mri's input 'image' (MR)" in err
     assert "1 of 2 case(s) segmented" in err
+
+    # anonymised headers: type-2 attributes deleted (the SEG gets them empty); no frame of reference: refused
+    for name, deleted in (("anonymised", ("PatientName", "PatientID", "StudyDate", "StudyID", "AccessionNumber")),
+                          ("no-frame", ("FrameOfReferenceUID",))):
+        _, files = write_series(la_volume(CASE, shrink=4), tmp_path / name / name, study(), description="LGE MRI")
+        for path in files:
+            ds = pydicom.dcmread(path)
+            for keyword in deleted:
+                delattr(ds, keyword)
+            ds.save_as(path)
+    out = tmp_path / "out2"
+    assert main(["segment", "--batch", str(tmp_path / "anonymised"), "--format", "dcm", "--output", str(out)]) == 0
+    assert iod_errors(out / "anonymised.dcm") == []
+    assert main(["segment", "--batch", str(tmp_path / "no-frame"), "--format", "dcm", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "case no-frame failed:" in err and "has no FrameOfReferenceUID, which a DICOM SEG of it needs" in err

@@ -74,12 +74,60 @@ def test_batch_cli_with_one_broken_case(make_bundle, phantom, tmp_path, capsys):
                  "--label-out", str(tmp_path / "labels"), "--json"])
     captured = capsys.readouterr()
     assert code == 1
-    failures = [line for line in captured.err.splitlines() if "failed" in line]
-    assert len(failures) == 1 and "case broken failed" in failures[0] and "broken.nii.gz" in failures[0]
+    events = [json.loads(line) for line in captured.out.splitlines()]  # --json: every outcome is an event
+    [failure] = [e for e in events if e["event"] == "case_failed"]
+    assert failure["case"] == "broken" and "broken.nii.gz" in failure["message"]
+    assert events[-1] == {"event": "batch", "cases": 3, "failed": 1, "message": f"2 of 3 case(s) segmented into {out}"}
     assert sorted(p.name for p in out.iterdir()) == ["a.seg.nrrd", "b.seg.nrrd"]
     assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["a.nii.gz", "b.nii.gz"]
-    summaries = [json.loads(line) for line in captured.out.splitlines()]
+    summaries = [e for e in events if e["event"] == "case"]
     assert [s["case"] for s in summaries] == ["a", "b"] and "ml" in summaries[0]["volumes"]["left atrium"]
+
+
+def test_an_unexpected_error_in_one_case_does_not_stop_the_batch(make_bundle, phantom, tmp_path, capsys, monkeypatch):
+    import missu.cli.segment as segment
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("a", "b"):
+        path, _ = phantom(f"{name}.nii.gz")
+        path.rename(cases / path.name)
+    real = segment._segment_case
+
+    def failing_on_a(segmenter, case, *args, **kwargs):
+        if case == "a":
+            raise ValueError("a library's own check")
+        return real(segmenter, case, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "_segment_case", failing_on_a)
+    out = tmp_path / "out"
+    assert main(["segment", "--model", str(make_bundle()), "--batch", str(cases), "--output", str(out)]) == 1
+    assert "case a failed: ValueError: a library's own check" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["b.seg.nrrd"]
+
+
+def test_batch_case_names_and_files_are_never_guessed(make_bundle, phantom, tmp_path, capsys):
+    bundle = make_bundle(in_channels=2, labels=((1, "edema"),))  # inputs flair, t1c
+    brats = tmp_path / "brats" / "case1"
+    brats.mkdir(parents=True)
+    for name in ("case1_flair", "case1_t1c", "case1_seg"):  # BraTS keeps the reference label beside the images
+        path, _ = phantom(f"{name}.nii.gz")
+        path.rename(brats / path.name)
+    assert main(["segment", "--model", str(bundle), "--batch", str(brats.parent), "--output", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "case1.seg.nrrd").is_file()
+
+    (brats / "case1_t1c.nii.gz").rename(brats / "case1_t1_gd.nii.gz")  # names that match flair only: not a guess
+    assert main(["segment", "--model", str(bundle), "--batch", str(brats.parent), "--output", str(tmp_path / "p")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot tell which file is which input" in err and "t1c: none" in err and "NAME=FILE" in err
+
+    single = make_bundle("single")
+    twins = tmp_path / "twins"
+    (twins / "p01").mkdir(parents=True)
+    for path in (twins / "p01.nii.gz", twins / "p01" / "image.nii.gz"):
+        phantom(path.name)[0].rename(path)
+    assert main(["segment", "--model", str(single), "--batch", str(twins), "--output", str(tmp_path / "q")]) == 1
+    assert "p01 and p01.nii.gz are both case 'p01'" in capsys.readouterr().err
 
 
 def test_csv_batch_matches_channels_by_column(make_bundle, phantom, tmp_path):
@@ -191,3 +239,11 @@ def test_evaluate_prints_the_metrics_table(make_bundle, phantom, tmp_path, capsy
     assert "mean of 1" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(make_bundle("b3")), "--dataset", str(dataset), "--validation-only"]) == 1
     assert "records no validation cases" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(make_bundle("b4")), "--model", str(make_bundle("b5")), "--dataset",
+                 str(dataset), "--validation-only"]) == 1
+    assert "records no validation cases; leave it out of the --model list" in capsys.readouterr().err
+    # a dataset labelled otherwise than the model segments is refused up front, not scored case by case
+    dataset.write_text(json.dumps({"labels": {"0": "background", "1": "left atrium", "2": "scar"},
+                                   "training": [{"image": "img.nii.gz", "label": "lab.nii.gz"}]}))
+    assert main(["evaluate", "--model", str(make_bundle("b6")), "--dataset", str(dataset)]) == 1
+    assert f"{dataset}: declares labels [1, 2]; model " in capsys.readouterr().err

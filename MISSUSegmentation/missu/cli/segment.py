@@ -73,6 +73,10 @@ def _segment_case(segmenter, case: str, inputs: list[str], outputs: dict, args, 
     if dicom_seg and not isinstance(sources[0], Series):
         raise MISSUError(f"{target}: a DICOM SEG references a DICOM series; the input {sources[0]} is not DICOM")
     check_outputs(outputs, [s.folder if isinstance(s, Series) else s for s in sources], args.overwrite)
+    if dicom_seg:
+        from ..dicom.seg import check_seg_source
+
+        check_seg_source(sources[0])
     result = segmenter.segment_files(sources, uncertainty=outputs.get("uncertainty") is not None, progress=progress)
     wanted = {role: path for role, path in outputs.items() if path is not None}
     with atomic_paths(list(wanted.values()), args.overwrite) as temporaries:
@@ -117,14 +121,17 @@ def _segment_dicomweb(segmenter, args: argparse.Namespace) -> int:
         raise MISSUError("--dicomweb needs --study UID")
     if args.output and not args.output.name.lower().endswith(".dcm"):
         raise MISSUError(f"{args.output}: with --dicomweb the output is the DICOM SEG: give a .dcm path")
+    from ..data.atomic import check_outputs
+
     server = Server(args.dicomweb)
+    outputs = {"segmentation": args.output, "labels": args.label_out, "uncertainty": args.uncertainty_out}
+    check_outputs(outputs, [], args.overwrite)  # before any download
     series = server.image_series(args.study, args.series or ())
     with tempfile.TemporaryDirectory(prefix="missu-dicomweb-") as scratch:
         study = Path(scratch) / "study"
         with tqdm(total=len(series), desc="retrieve", unit="series", disable=None, file=sys.stderr) as bar:
             server.retrieve(args.study, series, study, progress=lambda done, total: bar.update(done - bar.n))
-        seg = args.output or Path(scratch) / "seg.dcm"
-        outputs = {"segmentation": seg, "labels": args.label_out, "uncertainty": args.uncertainty_out}
+        outputs["segmentation"] = seg = args.output or Path(scratch) / "seg.dcm"
         _segment_one(segmenter, args.study, [str(study)], outputs, args)
         server.store(seg)
     print(f"DICOM SEG stored in study {args.study} on {server.url}", file=sys.stderr)
@@ -172,8 +179,14 @@ def run(args: argparse.Namespace) -> int:
         }
         try:
             _segment_case(segmenter, case, inputs, outputs, args)
-        except (MISSUError, OSError) as exc:
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one case's failure, whatever it is, does not stop the others
             failures += 1
-            print(f"missu segment: case {case} failed: {exc}", file=sys.stderr)
-    print(f"{len(cases) - failures} of {len(cases)} case(s) segmented into {args.output}", file=sys.stderr)
+            message = str(exc) if isinstance(exc, (MISSUError, OSError)) else f"{type(exc).__name__}: {exc}"
+            print(json.dumps({"event": "case_failed", "case": case, "message": message}) if args.json
+                  else f"missu segment: case {case} failed: {message}", file=sys.stdout if args.json else sys.stderr)
+    summary = f"{len(cases) - failures} of {len(cases)} case(s) segmented into {args.output}"
+    print(json.dumps({"event": "batch", "cases": len(cases), "failed": failures, "message": summary}) if args.json
+          else summary, file=sys.stdout if args.json else sys.stderr)
     return 1 if failures else 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..bundle.card import ModelCard
+from ..bundle.card import ModelCard, name_tokens
 from ..dicom.series import Series, holds_dicom, only_series, select_series
 from ..errors import MISSUError
+from .naming import LABEL_TOKENS
 
 INPUT_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")  # readable, header+data pairs included
 
@@ -30,8 +31,9 @@ def is_image(path: Path) -> bool:
 def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
     """Order the given files as the card's inputs.
 
-    Accepts ``name=path`` pairs, or plain paths matched by channel name/alias in the file name, or, when
-    names do not decide, plain paths in the card's order.
+    Accepts ``name=path`` pairs, or plain paths matched by channel name/alias in the file name, or, when no file
+    name names any channel, plain paths in the card's order. Names that match some channels but do not decide
+    are refused: a guess would give a channel another's image.
     """
     names = [c.name for c in card.inputs]
     if len(given) != len(names):
@@ -47,7 +49,11 @@ def match_channels(card: ModelCard, given: list[str]) -> list[Path]:
     matched = [[p for p in paths if channel.matches(image_stem(p))] for channel in card.inputs]
     if all(len(m) == 1 for m in matched) and len({m[0] for m in matched}) == len(paths):
         return [m[0] for m in matched]
-    return paths
+    if not any(matched):
+        return paths
+    found = "; ".join(f"{c.name}: {', '.join(p.name for p in m) or 'none'}" for c, m in zip(card.inputs, matched))
+    raise MISSUError(f"cannot tell which file is which input of model {card.name} from their names ({found}); "
+                     f"give them as NAME=FILE ({', '.join(f'{n}=...' for n in names)}) or rename the files")
 
 
 def resolve_inputs(card: ModelCard, given: list[str], series: list[str] | None = None) -> list[Path | Series]:
@@ -65,14 +71,24 @@ def cases_from_folder(folder: Path, card: ModelCard) -> dict[str, list[Path]]:
     """One case per image file (single-input models) or per sub-folder: its image files (matched to channels),
     or, when it holds none, the DICOM study it holds."""
     cases: dict[str, list[Path]] = {}
+    source: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir():
             files = [p for p in sorted(entry.iterdir()) if is_image(p)]
+            images = [p for p in files if not name_tokens(image_stem(p)) & set(LABEL_TOKENS)]
+            if len(files) != len(card.inputs) and len(images) == len(card.inputs):
+                files = images  # a reference label beside the images (BraTS *_seg, a labelled dataset's case)
             if not files and holds_dicom(entry):
                 files = [entry]
-            cases[entry.name] = [str(p) for p in files]  # matched (or refused) when the case runs
+            name = entry.name
         elif is_image(entry) and len(card.inputs) == 1:
-            cases[image_stem(entry)] = [str(entry)]
+            name, files = image_stem(entry), [entry]
+        else:
+            continue
+        if name in cases:
+            raise MISSUError(f"{folder}: {source[name].name} and {entry.name} are both case {name!r} (their outputs "
+                             "would collide); rename one")
+        cases[name], source[name] = [str(p) for p in files], entry  # matched (or refused) when the case runs
     if not cases:
         raise MISSUError(f"{folder}: no cases found (image files, or one sub-folder of images or DICOM per case)")
     return cases

@@ -18,6 +18,11 @@ from .series import Series
 
 TISSUE = ("SCT", "85756007", "Tissue")  # the segment type of a label known by its name only
 SERIES_NUMBER_OFFSET = 1000  # the SEG's series number: its source series' number + this
+# What a SEG copies from its source: attributes it cannot do without, and those that may be empty (DICOM type 2),
+# which anonymisers often delete: the SEG gets them empty.
+SOURCE_REQUIRED = ("StudyInstanceUID", "FrameOfReferenceUID", "PixelSpacing")
+SOURCE_MAY_BE_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "AccessionNumber", "StudyID", "ReferringPhysicianName", "SliceThickness")
 
 
 def _highdicom():
@@ -72,6 +77,14 @@ def segment_descriptions(labels: Sequence[Label], card: ModelCard, reviewed: boo
     return descriptions
 
 
+def check_seg_source(source: Series) -> None:
+    """Refuse (before any inference) a series that a DICOM SEG cannot reference."""
+    header = source.headers()[0]
+    if missing := [keyword for keyword in SOURCE_REQUIRED if not header.get(keyword)]:
+        raise MISSUError(f"{source.folder}: {source} has no {', '.join(missing)}, which a DICOM SEG of it needs; "
+                         "write a .seg.nrrd instead")
+
+
 def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: str | os.PathLike,
                     overwrite: bool = False, reviewed: bool = False) -> None:
     """A DICOM SEG of ``labels`` (the card's label values on ``source``'s grid, the volume :meth:`Series.read`
@@ -82,7 +95,12 @@ def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: s
     segments = card.labels
     if difference := grid_difference(labels, source.read()):  # a SEG has no geometry but its source's frames
         raise MISSUError(f"{path}: the label map is not on the grid of {source}: {difference}")
+    check_seg_source(source)
     headers = source.headers()
+    for header in headers:
+        for keyword in SOURCE_MAY_BE_EMPTY:
+            if keyword not in header:
+                setattr(header, keyword, None)
     values = sitk.GetArrayFromImage(labels)  # [frame, row, column]: frames in the series' volume order
     lookup = np.zeros(int(values.max()) + 1, dtype=np.uint16)
     for number, label in enumerate(segments, start=1):
@@ -90,9 +108,19 @@ def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: s
             lookup[label.value] = number
     if unknown := sorted(set(np.unique(values).tolist()) - {0, *(lab.value for lab in segments)}):
         raise MISSUError(f"{path}: label value(s) {unknown} have no segment")
-    seg = hd.seg.Segmentation(
+    try:
+        seg = _segmentation(hd, headers, lookup[values], segments, card, source, reviewed)
+    except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source headers
+        raise MISSUError(f"{path}: cannot make a DICOM SEG of {source} ({type(exc).__name__}: {exc})") from None
+    with atomic_path(path, overwrite) as temporary:
+        seg.save_as(str(temporary))
+
+
+def _segmentation(hd, headers: list, pixels: np.ndarray, segments: Sequence[Label], card: ModelCard, source: Series,
+                  reviewed: bool):
+    return hd.seg.Segmentation(
         source_images=headers,
-        pixel_array=lookup[values],
+        pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(segments, card, reviewed),
         series_instance_uid=hd.UID(),
@@ -108,8 +136,6 @@ def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: s
         content_description=f"{card.name} {card.version}",
         omit_empty_frames=True,
     )
-    with atomic_path(path, overwrite) as temporary:
-        seg.save_as(str(temporary))
 
 
 def read_dicom_seg(path: str | os.PathLike, source: Series, card: ModelCard | None = None) -> sitk.Image:

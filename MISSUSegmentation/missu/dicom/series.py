@@ -67,7 +67,15 @@ class Series:
 def _is_volume_slice(header) -> bool:
     """An instance that can be a slice of a volume: pixel rows and a position and orientation in the patient."""
     return (header.get("SOPClassUID") != SEGMENTATION_STORAGE and "Rows" in header
-            and "ImagePositionPatient" in header and "ImageOrientationPatient" in header)
+            and _numbers(header, "ImagePositionPatient", 3) and _numbers(header, "ImageOrientationPatient", 6))
+
+
+def _numbers(header, keyword: str, count: int) -> bool:
+    """Whether ``keyword`` holds ``count`` numbers (an anonymiser may leave it empty)."""
+    try:
+        return len(np.array(header.get(keyword) or (), dtype=float)) == count
+    except (TypeError, ValueError):
+        return False
 
 
 def _series(uid: str, headers: list, folder: Path) -> Series:
@@ -87,6 +95,9 @@ def _series(uid: str, headers: list, folder: Path) -> Series:
                    "(several echoes, phases or time points in one series)")
     elif len(headers) == 1 and int(first.get("NumberOfFrames", 1) or 1) < 2:
         problem = "a single 2-D image"
+    elif len(headers) > 2 and np.ptp(gaps := np.diff(np.sort(positions))) > max(0.01, 0.05 * np.mean(gaps)):
+        problem = (f"its slices are {gaps.min():.2f} to {gaps.max():.2f} mm apart, not evenly spaced (a missing or "
+                   "damaged slice?)")
     return Series(uid=uid, modality=str(first.get("Modality", "")), description=str(first.get("SeriesDescription", "")),
                   number=int(number) if number not in (None, "") else None,
                   files=tuple(headers[i][0] for i in order), folder=folder, problem=problem)
@@ -149,7 +160,8 @@ def only_series(folder: str | Path) -> Series:
     if not found:
         raise MISSUError(f"{folder}: holds no DICOM image series")
     if len(found) > 1:
-        raise MISSUError(f"{folder}: holds {len(found)} DICOM image series ({_listing(found)}); choose one with --series UID")
+        raise MISSUError(f"{folder}: holds {len(found)} DICOM image series ({_listing(found)}); keep one series in "
+                         "the folder, or give the folder alone as --input and choose the series with --series UID")
     return found[0]
 
 
@@ -180,7 +192,7 @@ def select_series(card: ModelCard, folder: str | Path, uids: Sequence[str] = ())
             raise MISSUError(f"{folder}: no series for model {card.name}'s {what}; image series: {_listing(found)}")
         if len(candidates) > 1:
             raise MISSUError(f"{folder}: {len(candidates)} series could be model {card.name}'s {what}: "
-                             f"{_listing(candidates)}; choose with --series UID")
+                             f"{_listing(candidates)}; choose with --series UID (the study folder given alone as --input)")
         if candidates[0].problem:
             raise MISSUError(f"{folder}: {candidates[0]}: {candidates[0].problem}")
         chosen.append(candidates[0])

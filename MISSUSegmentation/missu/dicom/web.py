@@ -7,6 +7,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import MISSUError
 
@@ -28,8 +29,14 @@ class Server:
 
         if not url.startswith(("http://", "https://")):
             raise MISSUError(f"{url}: not a DICOMweb URL (http:// or https://)")
-        self.url = url.rstrip("/")
-        self.client = DICOMwebClient(self.url, session=Session())
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (parsed lazily: a bad port raises here)
+            # what messages show: no user name, password (user:password@host) or query
+            self.url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")).rstrip("/")
+            self.client = DICOMwebClient(url.rstrip("/"), session=Session())
+        except ValueError as exc:
+            raise MISSUError(f"--dicomweb: not a valid URL ({exc})") from None
 
     @contextlib.contextmanager
     def _talking(self, what: str) -> Iterator[None]:
