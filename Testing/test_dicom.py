@@ -151,6 +151,8 @@ def test_series_choice_refusals(tmp_path, la_card):
         ds.save_as(path.with_name("echo2-" + path.name))
     with pytest.raises(MISSUError, match="at .* positions \\(several echoes"):
         select_series(la_card, tmp_path / "echoes")
+    volume, _ = write_series(image, tmp_path / "echoes", patient, number=7)  # beside it, one volume: the choice
+    assert [s.uid for s in select_series(la_card, tmp_path / "echoes")] == [volume]
 
     write_report(tmp_path / "report", patient)
     with pytest.raises(MISSUError, match="report: holds no DICOM image series"):

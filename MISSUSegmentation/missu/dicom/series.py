@@ -188,6 +188,7 @@ def select_series(card: ModelCard, folder: str | Path, uids: Sequence[str] = ())
     for channel in card.inputs:
         what = f"input '{channel.name}'" + (f" ({channel.modality})" if channel.modality else "")
         candidates = [s for s in _candidates(channel, found) if s not in chosen]
+        candidates = [s for s in candidates if not s.problem] or candidates  # a localizer is no rival of a volume
         if not candidates:
             raise MISSUError(f"{folder}: no series for model {card.name}'s {what}; image series: {_listing(found)}")
         if len(candidates) > 1:

@@ -10,6 +10,7 @@ weights on first use and cached by their SHA-256, never shipped in place of them
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from types import ModuleType
 
 import torch
 
+from .. import __version__
 from ..bundle import Bundle
 from ..devices import amp_dtype, autocast, cpu_has_amx
 from ..errors import MISSUError
@@ -91,11 +93,14 @@ def weights_key(bundle: Bundle) -> str:
 
 
 def openvino_model_path(bundle: Bundle, roi: Sequence[int]) -> Path:
-    """Where the converted model of these weights and window size is cached."""
+    """Where the converted model of these weights, network and window size is cached; the network's code is
+    that of this missu version (an upgrade converts again)."""
     from ..bundle.registry import cache_dir
 
-    in_channels = bundle.card.network.in_channels
-    return cache_dir() / "openvino" / f"{weights_key(bundle)[:32]}-{in_channels}x{'x'.join(map(str, roi))}.xml"
+    network = bundle.card.network.to_dict()
+    code = hashlib.sha256(json.dumps([network, __version__], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    size = f"{network['in_channels']}x{'x'.join(map(str, roi))}"
+    return cache_dir() / "openvino" / f"{weights_key(bundle)[:32]}-{code}-{size}.xml"
 
 
 def convert_to_openvino(model: torch.nn.Module, bundle: Bundle, roi: Sequence[int]) -> Path:
