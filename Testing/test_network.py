@@ -79,6 +79,29 @@ def test_soft_targets_are_accepted_and_agree_with_hard_ones():
     hard, _ = MISSULoss()(logits, label)
     soft, _ = MISSULoss()(logits, torch.nn.functional.one_hot(label[:, 0], 3).permute(0, 4, 1, 2, 3).float())
     assert hard.item() == pytest.approx(soft.item(), rel=1e-5)
+    classic, _ = MISSULoss(soft_dice=False)(logits, label)
+    assert classic.item() == pytest.approx(hard.item(), rel=1e-5), "the two Dice formulas agree on hard targets"
+
+
+@pytest.mark.parametrize("soft_dice", [True, False])
+def test_the_loss_of_soft_targets_is_lowest_where_the_prediction_is_the_target(soft_dice):
+    target = torch.full((1, 1, 6, 6, 6), 0.6)  # every voxel 60 % foreground (a boundary, anti-aliased)
+    target = torch.cat([1 - target, target], 1)
+
+    def loss_at(p: float) -> float:
+        logits = torch.tensor([1 - p, p]).log().view(1, 2, 1, 1, 1).expand_as(target)
+        return MISSULoss(soft_dice=soft_dice)(logits, target)[0].item()
+
+    best = min((0.5, 0.55, 0.6, 0.65, 0.7), key=loss_at)
+    assert (best == 0.6) == soft_dice, best  # the classic formula pushes the voxel towards foreground
+
+
+def test_the_distillation_gradient_does_not_vanish_where_the_student_is_confidently_wrong():
+    teacher = torch.tensor([0.88, 0.12]).log().view(1, 2, 1, 1, 1)
+    for gap in (10.0, 25.0):  # the student's logit gap against the teacher's class (p_s ~ 1e-11 at 25)
+        student = torch.tensor([0.0, gap]).view(1, 2, 1, 1, 1).requires_grad_()
+        probability_kl(student, teacher).backward()
+        assert student.grad[0, 0].item() == pytest.approx(-0.88, abs=1e-3), gap
 
 
 def test_eval_drops_the_branch_and_equals_the_main_path(tiny_config):

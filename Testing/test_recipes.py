@@ -76,6 +76,9 @@ def test_a_setting_newer_than_a_run_reads_as_its_default_on_resume():
         stored.pop(newer)
     assert Recipe(lr=1e-3).changes_from(stored) == {}
     assert Recipe(lr=1e-3, folds=5, fold=1).changes_from(stored) == {"folds": (0, 5), "fold": (0, 1)}
+    stored.pop("soft_dice")  # a run from before the setting: it used the classic Dice, not today's default
+    assert Recipe(lr=1e-3).changes_from(stored) == {"soft_dice": (False, True)}
+    assert Recipe(lr=1e-3, soft_dice=False).changes_from(stored) == {}
 
 
 @pytest.mark.parametrize("text, message", [

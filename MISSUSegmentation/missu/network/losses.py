@@ -2,7 +2,10 @@
 
 Defaults (see ``missu_spec.md``, "Our design", and ``docs/distillation.md`` for the measurements):
 
-- ``ce=True``: Dice + cross-entropy (MONAI ``DiceCELoss``); ``False`` gives soft Dice alone (TransBTS).
+- ``ce=True``: Dice + cross-entropy; ``False`` gives soft Dice alone (TransBTS).
+- ``soft_dice=True``: MONAI's Dice formulation for soft targets (``DiceLoss(soft_label=True)``, the Dice semimetric
+  loss), lowest where the prediction equals the target; the classic formula (``False``, what runs before 2026-12-06
+  used) pushes a voxel of target 0.5 to 0.57 with cross-entropy. Both are the same for hard (one-hot) targets.
 - ``include_background=False``: Dice over foreground classes only; cross-entropy always sees all classes.
 - ``batch_dice=True``: Dice over the whole batch of crops (nnU-Net's choice), so crops without foreground
   do not produce 0/0 terms.
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss, DiceLoss
+from monai.losses import DiceLoss
 from monai.networks.utils import one_hot
 from torch import nn
 
@@ -32,12 +35,14 @@ from .missu import TrainOutput
 
 def probability_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0, pool: int = 1) -> torch.Tensor:
     """Mean over voxels of KL(p_t || p_s) * tau^2, with ``p = softmax_c(logits / tau)`` average-pooled by ``pool``;
-    the teacher is detached."""
-    p_s = F.softmax(student / temperature, dim=1)
-    p_t = F.softmax(teacher.detach() / temperature, dim=1)
+    the teacher is detached. At full resolution the logs come from ``log_softmax`` (a clamp of p would cut the
+    gradient where the student is most confidently wrong)."""
+    log_s = F.log_softmax(student / temperature, dim=1)
+    log_t = F.log_softmax(teacher.detach() / temperature, dim=1)
     if pool > 1:
-        p_s, p_t = F.avg_pool3d(p_s, pool, ceil_mode=True), F.avg_pool3d(p_t, pool, ceil_mode=True)
-    kl = p_t * (torch.log(p_t.clamp_min(1e-8)) - torch.log(p_s.clamp_min(1e-8)))
+        p_s, p_t = (F.avg_pool3d(log.exp(), pool, ceil_mode=True) for log in (log_s, log_t))
+        log_s, log_t = torch.log(p_s.clamp_min(1e-8)), torch.log(p_t.clamp_min(1e-8))
+    kl = log_t.exp() * (log_t - log_s)
     return kl.sum(dim=1).mean() * temperature**2
 
 
@@ -53,6 +58,7 @@ class MISSULoss(nn.Module):
         ce: bool = True,
         include_background: bool = False,
         batch_dice: bool = True,
+        soft_dice: bool = True,
         distill_weight: float = 1.0,
         temperature: float = 1.0,
         scale_weights: Sequence[float] = (1.0, 0.0, 0.0),
@@ -63,8 +69,8 @@ class MISSULoss(nn.Module):
             raise MISSUError(f"temperature must be positive, got {temperature}")
         if len(scale_weights) != 3:
             raise MISSUError(f"scale_weights needs one weight per scale (full, 1/2, 1/4), got {len(scale_weights)}")
-        common = dict(softmax=True, include_background=include_background, batch=batch_dice)
-        self.segmentation = DiceCELoss(**common) if ce else DiceLoss(**common)
+        self.dice = DiceLoss(softmax=True, include_background=include_background, batch=batch_dice, soft_label=soft_dice)
+        self.ce = ce
         self.distill_weight = distill_weight
         self.temperature = temperature
         self.scale_weights = tuple(float(w) for w in scale_weights)
@@ -73,7 +79,9 @@ class MISSULoss(nn.Module):
     def _seg(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.shape[1] == 1 and logits.shape[1] > 1:
             target = one_hot(target.long(), logits.shape[1])
-        return self.segmentation(logits, target.to(logits.dtype))
+        target = target.to(logits.dtype)
+        dice = self.dice(logits, target)
+        return dice + F.cross_entropy(logits, target) if self.ce else dice  # (CE on class probabilities)
 
     def forward(
         self, output: torch.Tensor | TrainOutput, target: torch.Tensor, distill_factor: float = 1.0

@@ -49,6 +49,7 @@ class Recipe:
     ce: bool = True
     include_background: bool = False
     batch_dice: bool = True
+    soft_dice: bool = True  # Dice for soft targets (with soft_labels); see network/losses.py
     distillation: bool | None = None  # None: the preset's; False builds no LMSF branch at all (the ablation)
     distill_weight: float = 1.0
     distill_warmup: float = 0.1  # share of the steps over which lambda ramps up from 0
@@ -92,14 +93,16 @@ class Recipe:
     def changes_from(self, stored: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """Settings that differ from a run's stored recipe, bookkeeping aside: ``{name: (stored, now)}``."""
         now = json.loads(json.dumps(self.to_dict()))  # tuples as lists, like the stored JSON
-        defaults = json.loads(json.dumps(Recipe().to_dict()))  # a setting newer than the run reads as its default
-        stored = {**defaults, **stored}
+        defaults = json.loads(json.dumps(Recipe().to_dict()))  # a setting newer than the run reads as its default,
+        stored = {**defaults, **LEGACY, **stored}  # or as what the run did where that is not the default
         return {k: (stored[k], v) for k, v in now.items() if k not in BOOKKEEPING and stored[k] != v}
 
 
 # Settings that do not change what a run learns; a resumed run may change them. (Not num_workers: MONAI
 # seeds augmentation per worker.)
 BOOKKEEPING = {"log_every", "checkpoint_every", "cache_rate", "val_interval"}
+# What runs from before a setting existed did, where that differs from the setting's default.
+LEGACY = {"soft_dice": False}
 
 
 def load_recipe(path: Path | None = None, **overrides: Any) -> Recipe:

@@ -260,6 +260,7 @@ class Trainer:
         self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.criterion = MISSULoss(
             ce=recipe.ce, include_background=recipe.include_background, batch_dice=recipe.batch_dice,
+            soft_dice=recipe.soft_dice,
             distill_weight=recipe.distill_weight, temperature=recipe.temperature, scale_weights=recipe.scale_weights,
             aux_weight=recipe.aux_weight,
         )
