@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,6 +125,34 @@ def test_found_by_name_and_as_zip(make_bundle, tmp_path, monkeypatch):
     with pytest.raises(MISSUError, match="known: .*my-model"):
         resolve_bundle("no-such-model")
 
+    damaged = bytearray(archive.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the compressed weights
+    (tmp_path / "damaged.zip").write_bytes(bytes(damaged))
+    with pytest.raises(MISSUError, match="damaged.zip: damaged model bundle archive"):
+        load_bundle(tmp_path / "damaged.zip")
+
+
+@pytest.mark.parametrize("card_text, message", [
+    (b'{"name": "\xff"}', "card.json is not valid JSON"),
+    (b'{"spacing": [NaN, 1.0, 1.0]}', "card.json: NaN is not a number JSON allows"),
+])
+def test_a_card_that_is_not_json_is_one_error(make_bundle, card_text, message):
+    path = make_bundle()
+    (path / CARD_FILE).write_bytes(card_text)
+    with pytest.raises(MISSUError, match=message):
+        load_bundle(path)
+
+
+def test_weights_too_large_for_half_precision_are_refused(tmp_path):
+    card = small_card()
+    weights = build_model(card.network, inference=True).state_dict()
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = weights[name] + 1e5  # float16 ends at 65504
+    with pytest.raises(MISSUError, match=f"weights {name} are not finite in float16"):
+        save_bundle(tmp_path / "half", card, weights, half=True)
+    assert not (tmp_path / "half").exists()
+    save_bundle(tmp_path / "full", card, weights)
+
 
 def test_registry_download_is_verified(make_bundle, tmp_path, monkeypatch):
     path = make_bundle("source")
@@ -146,6 +176,44 @@ def test_registry_download_is_verified(make_bundle, tmp_path, monkeypatch):
     with pytest.raises(MISSUError, match="refused"):
         resolve_bundle("remote-bad")
     assert not any(p.name.startswith("remote-bad") for p in (tmp_path / "cache" / "models").iterdir())
+
+    # two processes (here threads) fetching the model at once each get the whole, verified file
+    import threading
+    import urllib.request
+
+    class Slow:  # a download that arrives in small pieces, so that the two overlap
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def read(self, size: int) -> bytes:
+            time.sleep(0.01)
+            piece, self.data = self.data[:4096], self.data[4096:]
+            return piece
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Slow(archive.read_bytes()))
+    cached.unlink()
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(load_bundle(resolve_bundle("remote-good")).card.name))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["test", "test"]
+
+    registry["models"]["relative"] = {"url": "remote.zip", "sha256": digest}
+    (models / "registry.json").write_text(json.dumps(registry))
+    with pytest.raises(MISSUError, match="'relative': 'url' must be an https://, http:// or file:// address"):
+        resolve_bundle("remote-good")
+    monkeypatch.setenv("MISSU_CACHE", "")  # set but empty: the default, not the current folder
+    from missu.bundle.registry import cache_dir
+    assert cache_dir() == Path.home() / ".cache" / "missu"
 
 
 def test_card_checks_its_own_consistency():

@@ -96,6 +96,9 @@ def save_bundle(
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()
     }
+    if overflow := [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        raise MISSUError(f"{directory}: weights {', '.join(overflow[:3])} are not finite"
+                         + (" in float16 (too large for half precision): export without --half" if half else ""))
     weights = save_safetensors(tensors, metadata={"format": "pt", "card": card.name})
     card = card.with_changes(weights_sha256=hashlib.sha256(weights).hexdigest())
     _check_weights(card, tensors, directory)

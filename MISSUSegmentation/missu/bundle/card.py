@@ -205,19 +205,30 @@ def read_bundle_files(path: str | os.PathLike, weights: bool = True) -> tuple[by
             raise MISSUError(f"{path}: not a model bundle (missing {', '.join(missing)})")
         return (path / CARD_FILE).read_bytes(), (path / WEIGHTS_FILE).read_bytes() if weights else None
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            missing = [name for name in wanted if name not in archive.namelist()]
-            if missing:
-                raise MISSUError(f"{path}: not a model bundle archive (missing {', '.join(missing)})")
-            return archive.read(CARD_FILE), archive.read(WEIGHTS_FILE) if weights else None
+        try:
+            with zipfile.ZipFile(path) as archive:
+                missing = [name for name in wanted if name not in archive.namelist()]
+                if missing:
+                    raise MISSUError(f"{path}: not a model bundle archive (missing {', '.join(missing)} at its top "
+                                     "level)")
+                return archive.read(CARD_FILE), archive.read(WEIGHTS_FILE) if weights else None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise MISSUError(f"{path}: damaged model bundle archive ({exc})") from None
     raise MISSUError(f"{path}: not a model bundle (a folder or .zip with {CARD_FILE} and {WEIGHTS_FILE})")
 
 
 def parse_card(card_bytes: bytes, path: str | os.PathLike) -> ModelCard:
     try:
-        return ModelCard.from_dict(json.loads(card_bytes), source=str(Path(path) / CARD_FILE))
-    except json.JSONDecodeError as exc:
+        data = json.loads(card_bytes, parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MISSUError(f"{path}: {CARD_FILE} is not valid JSON ({exc})") from None
+    except ValueError as exc:
+        raise MISSUError(f"{path}: {CARD_FILE}: {exc}") from None
+    return ModelCard.from_dict(data, source=str(Path(path) / CARD_FILE))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

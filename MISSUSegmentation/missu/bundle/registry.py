@@ -8,12 +8,14 @@ folder ``~/.missu/models``, and the extension's ``MISSUSegmentation/Resources/Mo
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
 import urllib.request
 from pathlib import Path
 
+from ..data.atomic import atomic_path
 from ..errors import MISSUError
 from .card import CARD_FILE
 
@@ -27,7 +29,7 @@ def model_dirs() -> list[Path]:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MISSU_CACHE", Path.home() / ".cache" / "missu"))
+    return Path(os.environ.get("MISSU_CACHE") or Path.home() / ".cache" / "missu")
 
 
 def bundled_models() -> dict[str, Path]:
@@ -53,6 +55,10 @@ def _registry_entries(registry: Path) -> dict[str, dict]:
         if not (isinstance(entry, dict) and isinstance(entry.get("url"), str)
                 and re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256", "")))):
             raise MISSUError(f"{registry}: model {name!r} needs a 'url' and a 'sha256' (64 hex digits)")
+        if not re.fullmatch(r"[\w.-]+", name) or name.startswith("."):
+            raise MISSUError(f"{registry}: model name {name!r}: use letters, digits, '.', '_' and '-'")
+        if not entry["url"].startswith(("https://", "http://", "file://")):
+            raise MISSUError(f"{registry}: model {name!r}: 'url' must be an https://, http:// or file:// address")
     return models
 
 
@@ -81,24 +87,20 @@ def _download(name: str, entry: dict) -> Path:
         if _sha256(target) == entry["sha256"]:
             return target
         target.unlink()  # damaged in the cache: fetch it again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
     digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(entry["url"], timeout=60) as response, open(partial, "wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != entry["sha256"]:
-            raise MISSUError(
-                f"model {name}: download from {entry['url']} has SHA-256 {digest.hexdigest()[:12]}..., "
-                f"registry says {entry['sha256'][:12]}...; refused"
-            )
-        os.replace(partial, target)
-    except OSError as exc:
-        raise MISSUError(f"model {name}: cannot download {entry['url']} ({exc})") from None
-    finally:
-        partial.unlink(missing_ok=True)
+    try:  # into a temporary file of this process (another may download the same model), renamed when verified
+        with atomic_path(target, overwrite=True) as partial:
+            with urllib.request.urlopen(entry["url"], timeout=60) as response, open(partial, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != entry["sha256"]:
+                raise MISSUError(
+                    f"model {name}: download from {entry['url']} has SHA-256 {digest.hexdigest()[:12]}..., "
+                    f"registry says {entry['sha256'][:12]}...; refused"
+                )
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise MISSUError(f"model {name}: cannot download {entry['url']} ({type(exc).__name__}: {exc})") from None
     return target
 
 
