@@ -3,6 +3,8 @@ series, DICOM SEG written with highdicom, read back voxel for voxel and checked 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pydicom
 import pytest
@@ -76,15 +78,17 @@ def test_dicom_seg_round_trip_and_validates(tmp_path, la_card, geometry):
 
 
 def test_dicom_seg_of_several_labels_with_gaps_and_modifiers(tmp_path):
-    """BraTS-style values 1, 2, 4 (segments 1, 2, 3), a type modifier, and a label with a name only."""
-    card = small_card(labels=((1, "necrosis"), (2, "edema"), (4, "enhancing tumor"), (5, "my structure")))
+    """BraTS-style values 1, 2, 4 (segments 1, 2, 3), a label with a name only, and a type modifier."""
+    card = small_card(labels=((1, "necrosis"), (2, "edema"), (4, "enhancing tumor"), (5, "my structure"), (6, "kidney")))
+    kidney = dataclasses.replace(card.labels[4], type=("SCT", "64033007", "Kidney"), type_modifier=("SCT", "7771000", "Left"))
+    card = card.with_changes(labels=(*card.labels[:4], kidney))
     image = _la("oblique-anisotropic")
     write_series(image, tmp_path / "study", study())
     [series] = scan(tmp_path / "study")
     atrium = _voxels(_la("oblique-anisotropic", label=True)) > 0
     values = np.zeros(atrium.shape, np.uint8)
-    thirds = np.array_split(np.arange(atrium.shape[0]), 4)
-    for value, slices in zip((1, 2, 4, 5), thirds):
+    parts = np.array_split(np.arange(atrium.shape[0]), 5)
+    for value, slices in zip((1, 2, 4, 5, 6), parts):
         values[slices] = atrium[slices] * value
     labels = sitk.GetImageFromArray(values)
     labels.CopyInformation(read_image(series))
@@ -93,10 +97,11 @@ def test_dicom_seg_of_several_labels_with_gaps_and_modifiers(tmp_path):
     assert iod_errors(tmp_path / "seg.dcm") == []
     assert np.array_equal(_voxels(read_dicom_seg(tmp_path / "seg.dcm", series, card)), values)
     segments = pydicom.dcmread(tmp_path / "seg.dcm").SegmentSequence
-    assert [int(s.SegmentNumber) for s in segments] == [1, 2, 3, 4]
+    assert [int(s.SegmentNumber) for s in segments] == [1, 2, 3, 4, 5]
     assert {s.SegmentAlgorithmType for s in segments} == {"SEMIAUTOMATIC"}
-    modifier = segments[2].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
-    assert modifier.CodeMeaning == "Enhancing"
+    modifier = segments[4].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
+    assert (modifier.CodeValue, modifier.CodeMeaning) == ("7771000", "Left")
+    assert "SegmentedPropertyTypeModifierCodeSequence" not in segments[2].SegmentedPropertyTypeCodeSequence[0]
     assert segments[3].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Tissue"
     with pytest.raises(MISSUError, match="label value.*3.*no segment"):
         values[0, 0, 0] = 3

@@ -12,10 +12,8 @@ KNOWN: dict[str, dict] = {
     "left atrium": {"category": ANATOMY, "type": ("SCT", "82471001", "Left atrium"), "color": (0.80, 0.36, 0.36)},
     "necrosis": {"category": ALTERED, "type": ("SCT", "6574001", "Necrosis"), "color": (0.85, 0.80, 0.20)},
     "edema": {"category": ALTERED, "type": ("SCT", "79654002", "Edema"), "color": (0.30, 0.69, 0.29)},
-    "enhancing tumor": {
-        "category": ALTERED, "type": ("SCT", "4147007", "Mass"),
-        "type_modifier": ("SCT", "36692007", "Enhancing"), "color": (0.89, 0.10, 0.11),
-    },
+    # (SNOMED has no "enhancing" qualifier: the segment's name says it)
+    "enhancing tumor": {"category": ALTERED, "type": ("SCT", "4147007", "Mass"), "color": (0.89, 0.10, 0.11)},
     "tumor": {"category": ALTERED, "type": ("SCT", "4147007", "Mass"), "color": (0.89, 0.10, 0.11)},
 }
 ALIASES = {
