@@ -231,7 +231,7 @@ def test_errors_are_events_with_a_message(tiny_la, tmp_path):
     assert events == [{"event": "error", "message": f"{tmp_path / 'run'}: no checkpoints/last.pt to resume from"}]
 
 
-def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next(tiny_la, tmp_path):
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next(tiny_la, tmp_path, capsys):
     dataset, recipe = tiny_la
     run = tmp_path / "run"
     assert main(["train", "--dataset", str(tmp_path / "absent.json"), "--config", str(recipe), "--output", str(run)]) == 1
@@ -243,6 +243,17 @@ def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next
     assert sorted(split["training"] + split["validation"]) == LA_CASES
     code, events, _ = _train(dataset, recipe, run, "--epochs", "1")
     assert code == 1 and "holds an earlier run" in events[-1]["message"]
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    shutil.copy(last, tmp_path / "last.pt")
+    shutil.copy(best, last)  # a best.pt copied over last.pt: weights, no optimiser
+    code, events, _ = _train(dataset, recipe, run, "--epochs", "1", "--resume")
+    assert code == 1 and "last.pt: not a resumable checkpoint of missu train (no optimizer, rng, scaler" in \
+        events[-1]["message"]
+    shutil.copy(tmp_path / "last.pt", last)
+    torch.save({"state_dict": {}}, best)  # another program's checkpoint
+    capsys.readouterr()
+    assert main(["export", str(run), "--output", str(tmp_path / "b")]) == 1
+    assert "best.pt: not a checkpoint of missu train (no card, model, progress, recipe)" in capsys.readouterr().err
     (run / "split.json").write_text('{"training": ["a"')  # damaged by hand
     code, events, _ = _train(dataset, recipe, run, "--epochs", "1", "--resume")
     assert code == 1 and events[-1]["message"].startswith(f"{run / 'split.json'}: unreadable split")

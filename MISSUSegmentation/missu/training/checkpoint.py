@@ -40,10 +40,21 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, temporary)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+# What every checkpoint holds (``best.pt``), and what a resumable one (``last.pt``) holds besides.
+RECORD_KEYS = {"model", "progress", "card", "recipe"}
+RESUME_KEYS = {"optimizer", "scheduler", "scaler", "rng"}
+
+
+def load_checkpoint(path: Path, resumable: bool = False) -> dict[str, Any]:
+    """A checkpoint of ``missu train`` (``resumable``: one it can continue from), or an error naming the file."""
     if not path.is_file():
         raise MISSUError(f"{path}: no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise MISSUError(f"{path}: unreadable checkpoint ({exc})") from None
+    needed = RECORD_KEYS | (RESUME_KEYS if resumable else set())
+    if missing := sorted(needed - set(state if isinstance(state, dict) else ())):
+        raise MISSUError(f"{path}: not a {'resumable ' if resumable else ''}checkpoint of missu train (no "
+                         f"{', '.join(missing)})")
+    return state

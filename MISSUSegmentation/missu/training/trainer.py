@@ -264,7 +264,7 @@ class Trainer:
             distill_weight=recipe.distill_weight, temperature=recipe.temperature, scale_weights=recipe.scale_weights,
             aux_weight=recipe.aux_weight,
         )
-        checkpoint = load_checkpoint(self.run_dir / "checkpoints" / "last.pt") if resume else None
+        checkpoint = load_checkpoint(self.run_dir / "checkpoints" / "last.pt", resumable=True) if resume else None
         if checkpoint is not None and checkpoint.get("world_size", 1) != self.world:
             raise MISSUError(f"{self.run_dir}: this run started on {checkpoint.get('world_size', 1)} process(es), not "
                              f"{self.world}; resume it with the same number")
