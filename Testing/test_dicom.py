@@ -175,6 +175,16 @@ def test_series_choice_refusals(tmp_path, la_card):
     ds.save_as(tmp_path / "blank" / "localizer.dcm")
     assert [s.uid for s in select_series(la_card, tmp_path / "blank")] == [uid]
 
+    import highdicom
+
+    enhanced = highdicom.legacy.LegacyConvertedEnhancedMRImage(
+        [pydicom.dcmread(f) for f in files], series_instance_uid=highdicom.UID(), series_number=5,
+        sop_instance_uid=highdicom.UID(), instance_number=1)
+    (tmp_path / "enhanced").mkdir()
+    enhanced.save_as(tmp_path / "enhanced" / "multi-frame.dcm")
+    with pytest.raises(MISSUError, match=r"enhanced: holds enhanced \(multi-frame\) DICOM images only"):
+        select_series(la_card, tmp_path / "enhanced")
+
 
 def test_several_inputs_matched_by_series_description(tmp_path):
     card = small_card(in_channels=2)  # inputs flair, t1c

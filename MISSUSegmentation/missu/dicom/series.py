@@ -111,7 +111,7 @@ def _group(files: Sequence[Path], folder: Path, instances: Collection[str] | Non
     from pydicom.errors import InvalidDicomError
 
     groups: dict[str, list] = defaultdict(list)
-    skipped = 0
+    skipped = enhanced = 0
     for path in files:
         try:
             header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=SCAN_TAGS)
@@ -121,10 +121,15 @@ def _group(files: Sequence[Path], folder: Path, instances: Collection[str] | Non
             continue
         if not _is_volume_slice(header):
             skipped += 1
+            enhanced += header.get("SOPClassUID") != SEGMENTATION_STORAGE and int(header.get("NumberOfFrames") or 1) > 1
             continue
         groups[str(header.SeriesInstanceUID)].append((path, header))
     if skipped:
         log.info("%s: %d DICOM instance(s) that are not image slices ignored (SR, SEG, PR, ...)", folder, skipped)
+    if enhanced and not groups:
+        raise MISSUError(f"{folder}: holds enhanced (multi-frame) DICOM images only ({enhanced} instance(s)), which "
+                         "missu does not read; load the study in Slicer's DICOM module, or convert it to classic "
+                         "single-frame DICOM or NRRD")
     series = [_series(uid, headers, folder) for uid, headers in groups.items()]
     return sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
