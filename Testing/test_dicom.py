@@ -145,9 +145,10 @@ def test_series_choice_refusals(tmp_path, la_card):
     with pytest.raises(MISSUError, match="no image series with UID 1.2.3"):
         select_series(la_card, tmp_path / "two", ["1.2.3"])
 
-    write_series(image, tmp_path / "ct", patient, modality="CT", description="LGE MRI")
-    with pytest.raises(MISSUError, match=r"ct: no series for model la-mri's input 'image' \(MR\); image series: .*CT"):
+    other, _ = write_series(image, tmp_path / "ct", patient, modality="OT", description="LGE MRI (exported)")
+    with pytest.raises(MISSUError, match=r"ct: no series for model la-mri's input 'image' \(MR\); image series: .*OT"):
         select_series(la_card, tmp_path / "ct")
+    assert select_series(la_card, tmp_path / "ct", [other])[0].uid == other  # named by the user: taken as it is
 
     uid, files = write_series(image, tmp_path / "echoes", patient)
     for path in files:  # a second echo: the same positions again, in the same series

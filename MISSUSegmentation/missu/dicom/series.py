@@ -170,9 +170,10 @@ def only_series(folder: str | Path) -> Series:
     return found[0]
 
 
-def _candidates(channel: Channel, found: Sequence[Series]) -> list[Series]:
-    """The series that can be ``channel``: of its modality and, where several are, named like it."""
-    of_modality = [s for s in found if not channel.modality or s.modality == channel.modality]
+def _candidates(channel: Channel, found: Sequence[Series], chosen_by_user: bool = False) -> list[Series]:
+    """The series that can be ``channel``: of its modality (unless the user named the series) and, where several
+    are, named like it."""
+    of_modality = [s for s in found if chosen_by_user or not channel.modality or s.modality == channel.modality]
     named = [s for s in of_modality if channel.matches(s.description)]
     return named if named else of_modality
 
@@ -192,7 +193,7 @@ def select_series(card: ModelCard, folder: str | Path, uids: Sequence[str] = ())
     chosen: list[Series] = []
     for channel in card.inputs:
         what = f"input '{channel.name}'" + (f" ({channel.modality})" if channel.modality else "")
-        candidates = [s for s in _candidates(channel, found) if s not in chosen]
+        candidates = [s for s in _candidates(channel, found, bool(uids)) if s not in chosen]
         candidates = [s for s in candidates if not s.problem] or candidates  # a localizer is no rival of a volume
         if not candidates:
             raise MISSUError(f"{folder}: no series for model {card.name}'s {what}; image series: {_listing(found)}")
