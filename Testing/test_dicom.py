@@ -168,6 +168,9 @@ def test_series_choice_refusals(tmp_path, la_card):
     files[len(files) // 2].unlink()  # a slice lost in transfer: the volume would be stretched over the gap
     with pytest.raises(MISSUError, match=r"slices are [\d.]+ to [\d.]+ mm apart, not evenly spaced"):
         select_series(la_card, tmp_path / "gap")
+    write_series(image, tmp_path / "gap", patient, number=8, description="LGE MRI reformat")  # not taken silently
+    with pytest.raises(MISSUError, match="gap: 2 series could be"):
+        select_series(la_card, tmp_path / "gap")
 
     uid, files = write_series(image, tmp_path / "blank", patient)
     ds = pydicom.dcmread(files[0])  # an instance of another series whose anonymiser emptied its orientation

@@ -154,6 +154,13 @@ def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp
     assert main([*args, "--output", str(first), "--resume", "--epochs", "2"]) != 0
     assert "recipe differs from the one this run started with (epochs: 1 -> 2)" in capsys.readouterr().err
     last = first / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    older = {k: v for k, v in json.loads(state["recipe"]).items() if k != "soft_dice"}  # a run from before the setting
+    save_checkpoint(last, {**state, "recipe": json.dumps(older)})
+    assert main([*args, "--output", str(first), "--resume", "--epochs", "1"]) != 0
+    assert "soft_dice: False -> True); resume with the same settings (this run predates them: add soft_dice: false " \
+        "to its recipe)" in capsys.readouterr().err
+    save_checkpoint(last, state)
     assert main([*args, "--output", str(first), "--resume", "--epochs", "1", "--init", str(first / "bundle")]) != 0
     assert f"{last}: this run started with no --init; resume it the same way" in capsys.readouterr().err
     other = json.loads(dataset.read_text())

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -212,7 +213,7 @@ def read_bundle_files(path: str | os.PathLike, weights: bool = True) -> tuple[by
                     raise MISSUError(f"{path}: not a model bundle archive (missing {', '.join(missing)} at its top "
                                      "level)")
                 return archive.read(CARD_FILE), archive.read(WEIGHTS_FILE) if weights else None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
             raise MISSUError(f"{path}: damaged model bundle archive ({exc})") from None
     raise MISSUError(f"{path}: not a model bundle (a folder or .zip with {CARD_FILE} and {WEIGHTS_FILE})")
 

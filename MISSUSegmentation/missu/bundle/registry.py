@@ -99,6 +99,8 @@ def _download(name: str, entry: dict) -> Path:
                     f"model {name}: download from {entry['url']} has SHA-256 {digest.hexdigest()[:12]}..., "
                     f"registry says {entry['sha256'][:12]}...; refused"
                 )
+    except MISSUError:
+        raise
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise MISSUError(f"model {name}: cannot download {entry['url']} ({type(exc).__name__}: {exc})") from None
     return target

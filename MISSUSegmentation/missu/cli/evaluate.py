@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     card = cards[0]
     info = dataset_info(args.dataset)
-    if sorted(info.labels) != [lab.value for lab in card.labels]:
+    if sorted(info.labels) != sorted(lab.value for lab in card.labels):
         raise MISSUError(f"{args.dataset}: declares labels {sorted(info.labels)}; model {models[0]} segments "
                          f"{[lab.value for lab in card.labels]}: evaluate a model on data labelled as it segments")
     only = list(owner) if args.validation_only else None

@@ -38,6 +38,7 @@ class Series:
     files: tuple[Path, ...]
     folder: Path
     problem: str = ""  # why this series is not one volume ("" when it is)
+    volume_like: bool = True  # False for what is never a volume: a localizer, a single image, several echoes
 
     def __str__(self) -> str:
         number = f" {self.number}" if self.number is not None else ""
@@ -88,19 +89,20 @@ def _series(uid: str, headers: list, folder: Path) -> Series:
     problem = ""
     if any(not np.allclose(np.array(h.ImageOrientationPatient, dtype=float), orientation, atol=1e-4) for _, h in headers):
         problem = "its images have different orientations"
-    elif len({(h.Rows, h.Columns) for _, h in headers}) > 1:
-        problem = "its images have different sizes"
     elif len(headers) > 1 and len(np.unique(np.round(positions, 3))) < len(headers):
         problem = (f"{len(headers)} images at {len(np.unique(np.round(positions, 3)))} positions "
                    "(several echoes, phases or time points in one series)")
     elif len(headers) == 1 and int(first.get("NumberOfFrames", 1) or 1) < 2:
         problem = "a single 2-D image"
-    elif len(headers) > 2 and np.ptp(gaps := np.diff(np.sort(positions))) > max(0.01, 0.05 * np.mean(gaps)):
+    volume_like = not problem  # what follows makes a damaged volume
+    if volume_like and len({(h.Rows, h.Columns) for _, h in headers}) > 1:
+        problem = "its images have different sizes"
+    elif volume_like and len(headers) > 2 and np.ptp(gaps := np.diff(np.sort(positions))) > max(0.01, 0.05 * np.mean(gaps)):
         problem = (f"its slices are {gaps.min():.2f} to {gaps.max():.2f} mm apart, not evenly spaced (a missing or "
                    "damaged slice?)")
     return Series(uid=uid, modality=str(first.get("Modality", "")), description=str(first.get("SeriesDescription", "")),
                   number=int(number) if number not in (None, "") else None,
-                  files=tuple(headers[i][0] for i in order), folder=folder, problem=problem)
+                  files=tuple(headers[i][0] for i in order), folder=folder, problem=problem, volume_like=volume_like)
 
 
 def _group(files: Sequence[Path], folder: Path, instances: Collection[str] | None = None) -> list[Series]:
@@ -171,9 +173,10 @@ def only_series(folder: str | Path) -> Series:
 
 
 def _candidates(channel: Channel, found: Sequence[Series], chosen_by_user: bool = False) -> list[Series]:
-    """The series that can be ``channel``: of its modality (unless the user named the series) and, where several
-    are, named like it."""
-    of_modality = [s for s in found if chosen_by_user or not channel.modality or s.modality == channel.modality]
+    """The series that can be ``channel``: of its modality (or, among series the user named, any when none is)
+    and, where several are, named like it."""
+    of_modality = ([s for s in found if not channel.modality or s.modality == channel.modality]
+                   or (list(found) if chosen_by_user else []))
     named = [s for s in of_modality if channel.matches(s.description)]
     return named if named else of_modality
 
@@ -194,7 +197,7 @@ def select_series(card: ModelCard, folder: str | Path, uids: Sequence[str] = ())
     for channel in card.inputs:
         what = f"input '{channel.name}'" + (f" ({channel.modality})" if channel.modality else "")
         candidates = [s for s in _candidates(channel, found, bool(uids)) if s not in chosen]
-        candidates = [s for s in candidates if not s.problem] or candidates  # a localizer is no rival of a volume
+        candidates = [s for s in candidates if s.volume_like] or candidates  # a localizer is no rival of a volume
         if not candidates:
             raise MISSUError(f"{folder}: no series for model {card.name}'s {what}; image series: {_listing(found)}")
         if len(candidates) > 1:

@@ -119,8 +119,8 @@ def load_recipe(path: Path | None = None, **overrides: Any) -> Recipe:
     if unknown := set(values) - set(annotations):
         raise MISSUError(f"{where}: unknown settings {sorted(unknown)}")
     values = {name: _checked(where, name, value, annotations[name]) for name, value in values.items()}
-    if "fold" in values and "folds" not in values:
-        values["folds"] = 5  # a fold without a number of parts: 5-fold cross-validation
+    if overrides.get("fold") is not None and "folds" not in values:
+        values["folds"] = 5  # --fold without a number of parts: 5-fold cross-validation
     try:
         return Recipe(**values)
     except MISSUError as exc:

@@ -50,7 +50,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .curves import plot_curves
 from .events import EventStream
 from .export import export_run
-from .recipe import Recipe
+from .recipe import LEGACY, Recipe
 from .split import SPLIT_FILE, split_cases
 
 
@@ -300,19 +300,23 @@ class Trainer:
     def _check_resumable(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to continue a run with another recipe, other labels or inputs, or another ``--init``."""
         last = self.run_dir / "checkpoints" / "last.pt"
-        if changes := self.recipe.changes_from(json.loads(checkpoint["recipe"])):
+        stored = json.loads(checkpoint["recipe"])
+        if changes := self.recipe.changes_from(stored):
             listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
+            older = [f"{k}: {json.dumps(LEGACY[k])}" for k in sorted(changes) if k in LEGACY and k not in stored]
             raise MISSUError(
                 f"{self.run_dir}: the recipe differs from the one this run started with ({listed}); resume with "
-                f"the same settings, or start a new run from this one's weights with --init"
+                f"the same settings" + (f" (this run predates them: add {', '.join(older)} to its recipe)" if older
+                                        else "") + ", or start a new run from this one's weights with --init"
             )
-        stored = ModelCard.from_dict(json.loads(checkpoint["card"]), source=str(last))
-        now, then = ([lab.value for lab in c.labels] for c in (self.card, stored))
-        if now != then or len(self.card.inputs) != len(stored.inputs):
-            raise MISSUError(f"{last}: this run learns labels {then} from {len(stored.inputs)} input(s); "
+        card = ModelCard.from_dict(json.loads(checkpoint["card"]), source=str(last))
+        now, then = ([lab.value for lab in c.labels] for c in (self.card, card))
+        if now != then or len(self.card.inputs) != len(card.inputs):
+            raise MISSUError(f"{last}: this run learns labels {then} from {len(card.inputs)} input(s); "
                              f"{self.dataset} has labels {now} and {len(self.card.inputs)}: resume with the run's dataset")
-        if "provenance" in checkpoint:  # (runs started before provenance was stored)
-            init = json.loads(checkpoint["provenance"])["training"].get("init")
+        training = json.loads(checkpoint.get("provenance", "{}")).get("training", {})
+        if "init" in training:  # (runs from before it was recorded)
+            init = training["init"]
             if init != self.init:
                 started = f"--init {init['bundle']} {init['version']}" if init else "no --init"
                 raise MISSUError(f"{last}: this run started with {started}; resume it the same way")
