@@ -77,9 +77,13 @@ def segment_descriptions(labels: Sequence[Label], card: ModelCard, reviewed: boo
     return descriptions
 
 
-def check_seg_source(source: Series) -> None:
-    """Refuse (before any inference) a series that a DICOM SEG cannot reference."""
-    header = source.headers()[0]
+def check_seg_source(source: Series, header=None) -> None:
+    """Refuse (before any inference) a series that a DICOM SEG cannot reference; ``header``: its first file's, when
+    already read."""
+    if header is None:
+        import pydicom
+
+        header = pydicom.dcmread(str(source.files[0]), stop_before_pixels=True)
     if missing := [keyword for keyword in SOURCE_REQUIRED if not header.get(keyword)]:
         raise MISSUError(f"{source.folder}: {source} has no {', '.join(missing)}, which a DICOM SEG of it needs; "
                          "write a .seg.nrrd instead")
@@ -95,8 +99,8 @@ def write_dicom_seg(labels: sitk.Image, card: ModelCard, source: Series, path: s
     segments = card.labels
     if difference := grid_difference(labels, source.read()):  # a SEG has no geometry but its source's frames
         raise MISSUError(f"{path}: the label map is not on the grid of {source}: {difference}")
-    check_seg_source(source)
     headers = source.headers()
+    check_seg_source(source, headers[0])
     for header in headers:
         for keyword in SOURCE_MAY_BE_EMPTY:
             if keyword not in header:
