@@ -14,6 +14,7 @@ import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
@@ -31,7 +32,7 @@ class MISSUSegmentation(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MISSU Segmentation")
-        self.parent.categories = [_("Segmentation")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]  # Slicer's own category
         self.parent.dependencies = []
         self.parent.contributors = ["MISSU for 3D Slicer developers"]
         self.parent.helpText = _(
@@ -217,6 +218,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _poll(self) -> None:
         for kind, job in list(self._jobs.items()):
+            if self._jobs.get(kind) is not job:  # finished by a nested call (an error dialog runs the event loop)
+                continue
             button, progressBar, statusLabel = self._section(kind)
             job.poll()
             if curves := job.new_curves():
@@ -259,13 +262,19 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _showDependencies(self) -> None:
         missing = dependencies.missing_requirements()
         self.ui.installButton.visible = bool(missing)
-        self.ui.segmentButton.enabled = self.ui.trainButton.enabled = self.ui.exportDicomSegButton.enabled = not missing
+        for button in (self.ui.segmentButton, self.ui.trainButton, self.ui.addReviewedCaseButton,
+                       self.ui.exportDicomSegButton):
+            button.enabled = not missing
         if missing:
             self.ui.statusLabel.text = _("Missing Python packages: {names}").format(names=", ".join(missing))
 
     def onInstallDependencies(self) -> None:
         plan = dependencies.plan()
-        wanted = ([plan.torch] if plan.torch else []) + plan.packages + plan.refused
+        if plan.refused:  # nothing can be installed: say so instead of asking
+            slicer.util.errorDisplay(_("This Slicer's own Python has versions MISSU cannot use: {names}. Use a Slicer "
+                                       "release whose Python provides them.").format(names=", ".join(plan.refused)))
+            return
+        wanted = ([plan.torch] if plan.torch else []) + plan.packages
         if wanted and slicer.util.confirmOkCancelDisplay(
             _("MISSU needs these Python packages; install them now? Packages that Slicer ships are kept "
               "as they are.\n\n{names}").format(names="\n".join(wanted))
@@ -286,6 +295,8 @@ class MISSUSegmentationTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
+        if missing := dependencies.missing_requirements():  # a fresh install, or Slicer's extension build machines
+            self.skipTest("missing Python packages (install them from the module's panel): " + ", ".join(missing))
         self.setUp()
         self.test_segment_synthetic_volume()
 

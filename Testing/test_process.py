@@ -133,3 +133,27 @@ def test_parse_event_keeps_stray_prints_as_logs():
     assert proc.parse_event(json.dumps({"event": "x", "a": 1})) == {"event": "x", "a": 1}
     assert proc.parse_event("hello") == {"event": "log", "message": "hello"}
     assert proc.parse_event("  ") is None
+
+
+def test_an_error_while_stopping_is_a_failure_not_a_clean_stop():
+    """Stop asked, then the last checkpoint fails (say, a full disk): the user must not read 'stopped'."""
+    from MISSUSegmentationLib.jobs import JobFailed, TrainingJob
+
+    script = ("import json, sys\nsys.stdin.readline()\n"
+              "print(json.dumps({'event': 'error', 'message': 'last.pt: No space left on device'}), flush=True)\n"
+              "sys.exit(1)\n")
+    job = TrainingJob(proc.JsonProcess([sys.executable, "-c", script]), run_dir="unused")
+    job.cancel()
+    with pytest.raises(JobFailed, match="No space left"):
+        job.finish()
+
+
+def test_a_crash_without_a_message_shows_the_end_of_its_log(tmp_path):
+    """Killed or crashed (no JSON error): the stderr tail is in the error, as the log goes with the temp folder."""
+    from MISSUSegmentationLib.jobs import JobFailed
+
+    script = "import sys\nprint('Traceback: the real cause', file=sys.stderr)\nsys.exit(3)\n"
+    job = Job(proc.JsonProcess([sys.executable, "-c", script, "--stdin-control", "segment"],
+                               log_path=tmp_path / "segment.log"))
+    with pytest.raises(JobFailed, match=r"(?s)segment stopped \(exit code 3\):\n.*Traceback: the real cause"):
+        job.finish()

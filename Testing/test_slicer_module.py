@@ -115,6 +115,16 @@ def test_volume_under_linear_transform_is_segmented_in_world_space(mrml_scene, m
     assert segmentation.GetTransformNodeID() == transform.GetID()
     labels = mrml.segmentation_to_labels(mrml_scene, segmentation, volume, _card())
     assert np.array_equal(sitk.GetArrayFromImage(labels) == 1, mask)
+    # Segment Editor's grid: the volume's own, in the frame both share (the transform is not baked in too)
+    import slicer
+
+    geometry = segmentation.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    grid = slicer.vtkOrientedImageData()
+    assert slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, grid)
+    local = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(local)
+    assert mrml._matrix(mrml._image_to_world(grid)) == pytest.approx(mrml._matrix(local))
 
 
 def _card():
@@ -126,6 +136,7 @@ def _card():
 def test_uncertainty_volume_and_multichannel_matching(mrml_scene, make_bundle):
     bundle = make_bundle(in_channels=2, labels=((1, "edema"),))
     mrml_scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "patient FLAIR labels")  # a label map: not an input
+    mrml_scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "FLAIR rgb")  # nor one the selectors cannot show
     t1c, _ = _volume(mrml_scene, "patient T1c")
     flair, _ = _volume(mrml_scene, "patient_FLAIR")
     logic = _logic(mrml_scene)
@@ -134,7 +145,8 @@ def test_uncertainty_volume_and_multichannel_matching(mrml_scene, make_bundle):
     assert matched == {0: flair, 1: t1c}
     segmentation = logic.segment([matched[0], matched[1]], model=str(bundle), device="cpu", uncertainty=True)
     assert [s.GetName() for s in _segments(segmentation)] == ["edema"]
-    assert mrml_scene.GetFirstNodeByName("patient_FLAIR uncertainty") is not None
+    uncertainty = mrml_scene.GetFirstNodeByName("patient_FLAIR uncertainty")
+    assert uncertainty is not None and uncertainty.GetDisplayNode() is not None  # shown with a window/level
 
 
 def test_seg_nrrd_written_by_mrml_reads_back(mrml_scene, make_bundle, tmp_path):

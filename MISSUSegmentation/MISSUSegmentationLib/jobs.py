@@ -45,15 +45,19 @@ class Job:
             self.cancelled = True
 
     def finish(self) -> str:
-        """The final status line; raises :class:`JobFailed` if the job failed (a cancel is not a failure)."""
+        """The final status line; raises :class:`JobFailed` if the job failed (a cancel is not a failure, but
+        an error while stopping is: a failed last checkpoint must not read as a clean stop)."""
         code = self.process.wait()
         for event in self.process.poll():
             self.update(event)
         seconds = time.perf_counter() - self.started
+        if self.error:
+            raise JobFailed(self.error)
         if self.cancelled:
             return self.on_cancelled()
-        if code != 0:
-            raise JobFailed(self.error or f"missu {self.process.command[4]} stopped (exit code {code})")
+        if code != 0:  # no message of its own (killed, crashed): what it wrote to stderr, before its log goes
+            tail = self.process.log_tail()
+            raise JobFailed(f"missu {self.process.command[4]} stopped (exit code {code})" + (f":\n{tail}" if tail else ""))
         return f"{self.on_success()} ({seconds:.1f} s)"
 
     def new_curves(self) -> str | None:

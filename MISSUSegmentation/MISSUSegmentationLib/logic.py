@@ -59,7 +59,8 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         """Input index -> the scene's scalar volume whose name matches that channel (e.g. 'flair')."""
         volumes = [self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
                    for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode")]  # label maps are not images
+        # Exactly scalar volumes, as the panel's selectors show them: not label maps, vector or diffusion volumes.
+        volumes = [v for v in volumes if v.GetClassName() == "vtkMRMLScalarVolumeNode"]
         matched = {}
         for index, channel in enumerate(card.inputs):
             hits = [v for v in volumes if channel.matches(v.GetName())]

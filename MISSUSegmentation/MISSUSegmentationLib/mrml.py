@@ -62,8 +62,10 @@ def labels_to_segmentation(scene, labels: sitk.Image, card: ModelCard, reference
             segmentation.CreateDefaultDisplayNodes()
         elif segmentation.GetSegmentation().GetNumberOfSegments():
             scene.SaveStateForUndo()  # the segments replaced below may be a reviewer's work
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        # The transform first: the geometry is the volume's relative to the segmentation's own frame (set after
+        # it, the volume's transform would be baked into the editing grid and then applied a second time).
         segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
         segmentation.GetSegmentation().RemoveAllSegments()
         if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation, ""):
             raise MISSUError("Slicer could not import the label map into the segmentation")
@@ -120,6 +122,7 @@ def image_to_volume(scene, image: sitk.Image, name: str, reference):
     volume.CopyOrientation(reference)
     slicer.util.updateVolumeFromArray(volume, sitk.GetArrayFromImage(image).astype(np.float32))
     volume.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+    volume.CreateDefaultDisplayNodes()  # as slicer.util.addVolumeFromArray: shown with a window/level at once
     return volume
 
 

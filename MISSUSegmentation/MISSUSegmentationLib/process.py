@@ -82,6 +82,7 @@ class JsonProcess:
         self.grace_s = grace_s
         self.stop_requested_at: float | None = None
         self._events: queue.Queue = queue.Queue()
+        self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -134,6 +135,14 @@ class JsonProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def log_tail(self, lines: int = 12) -> str:
+        """The last lines of the child's stderr log (a traceback, a crash message), or "" without a log."""
+        try:
+            text = Path(self.log_path).read_bytes().decode("utf-8", errors="replace") if self.log_path else ""
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
 
     def wait(self, timeout: float | None = None) -> int:
         code = self.process.wait(timeout)

@@ -30,7 +30,7 @@ def test_module_loads_and_panel_asks_for_the_missing_packages(harness):
     module, widget = harness.open_panel()
     ui = widget.ui
     assert ui.installButton.visible and not ui.segmentButton.enabled and not ui.trainButton.enabled
-    assert not ui.exportDicomSegButton.enabled
+    assert not ui.exportDicomSegButton.enabled and not ui.addReviewedCaseButton.enabled
     for name in CORE_PACKAGES:
         assert name in ui.statusLabel.text, name
     assert "Left atrium" in ui.modelDescription.text  # the model card reads without torch
@@ -50,3 +50,58 @@ def test_install_plan_never_replaces_what_slicer_ships():
     dependencies.install(plan, pip_install=calls.append)
     assert [call[-1] for call in calls] == [plan.torch, *plan.packages]  # one by one, torch first
     assert all(call[0] == "-c" for call in calls)  # every call constrained to Slicer's versions
+
+
+def test_a_slicer_whose_own_packages_are_too_old_is_told_so_not_asked_to_install(harness, monkeypatch):
+    from MISSUSegmentationLib import dependencies
+
+    _, widget = harness.open_panel()
+    questions, errors = len(harness.dialogs.questions), len(harness.dialogs.errors)
+    monkeypatch.setattr(dependencies, "missing_requirements", lambda: ["numpy>=1.24,<3", "torch>=2.2"])
+    installed = []
+    monkeypatch.setattr(dependencies, "install", lambda plan, **kwargs: installed.append(plan))
+    widget.ui.installButton.click()
+    assert len(harness.dialogs.questions) == questions and installed == []  # nothing offered that would be refused
+    assert "numpy>=1.24,<3" in harness.dialogs.errors[errors]
+
+
+def test_the_self_test_skips_where_the_packages_are_missing(harness):
+    import unittest
+
+    harness.open_panel()
+    import MISSUSegmentation
+
+    with pytest.raises(unittest.SkipTest, match="missing Python packages"):
+        MISSUSegmentation.MISSUSegmentationTest().runTest()
+
+
+def test_a_job_finished_inside_a_dialog_is_not_finished_twice(harness, monkeypatch):
+    """A dialog runs the event loop: the timer's poll comes again, inside it, and may finish the next job first."""
+    import slicer.util
+    from MISSUSegmentationLib.jobs import SegmentationJob, TrainingJob
+
+    _, widget = harness.open_panel()
+
+    class Ended:
+        running, fraction, status, segmentation = False, 1.0, "", None
+
+        def __init__(self, dialog: bool) -> None:
+            self.dialog, self.finished = dialog, 0
+
+        def poll(self) -> list:
+            return []
+
+        def new_curves(self) -> None:
+            return None
+
+        def finish(self) -> str:
+            self.finished += 1
+            if self.dialog:  # e.g. the model list's refresh cannot read a card
+                slicer.util.errorDisplay("a message box")
+            return "done"
+
+    segmented, trained = Ended(dialog=True), Ended(dialog=False)
+    widget._jobs = {SegmentationJob: segmented, TrainingJob: trained}
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda *args, **kwargs: widget._poll())
+    widget._poll()
+    assert (segmented.finished, trained.finished) == (1, 1) and widget._jobs == {}
