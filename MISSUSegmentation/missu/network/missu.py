@@ -63,12 +63,13 @@ def _conv_norm_relu(cin: int, cout: int) -> list[nn.Module]:
 def _self_attention_block(c: MISSUConfig) -> TransformerBlock:
     """MONAI's pre-LN Transformer layer (qkv without bias, fused attention), with two fixes:
 
-    - its cross-attention norm is never used here, and parameters without gradients break DDP;
+    - its cross-attention (MONAI 1.5 builds it even when unused) and norm are never used here: parameters
+      without gradients break DDP, and the weights must be the same on every supported MONAI;
     - its fused path hands ``dropout_p`` to SDPA in eval mode too (MONAI 1.6), which would make predictions
       random: attention-probability dropout is off; output and MLP dropout still follow ``train()``/``eval()``.
     """
     block = TransformerBlock(c.embed_dim, c.mlp_dim, c.num_heads, c.dropout, qkv_bias=False, use_flash_attention=True)
-    block.norm_cross_attn = nn.Identity()
+    block.norm_cross_attn = block.cross_attn = nn.Identity()
     block.attn.dropout_rate = 0.0
     return block
 
