@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import small_card
-from missu.bundle import ensemble_state_dict, load_bundle, resolve_bundle, save_bundle
+from missu.bundle import ensemble_state_dict, load_bundle, read_card, resolve_bundle, save_bundle
 from missu.bundle import CARD_FILE, WEIGHTS_FILE
 from missu.bundle.card import MAX_MEMBERS, SCHEMA_FILE, ModelCard
 from missu.errors import MISSUError
@@ -260,3 +260,42 @@ def test_a_bad_member_count_is_refused_naming_the_card(make_bundle, members):
     with pytest.raises(MISSUError, match="members must be 1 to 64"):  # where jsonschema is not installed yet
         small_card(members=members)
     assert json.loads(SCHEMA_FILE.read_text())["properties"]["members"]["maximum"] == MAX_MEMBERS
+
+
+def test_models_lists_disk_and_registry_and_fetches_ahead(make_bundle, tmp_path, monkeypatch, capsys):
+    from missu.cli import main
+
+    archive, source = tmp_path / "remote.zip", make_bundle("source")
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in (CARD_FILE, WEIGHTS_FILE):
+            z.write(source / name, name)
+    models = tmp_path / "models"
+    shutil.copytree(source, models / "local")
+    (models / "damaged").mkdir()
+    (models / "damaged" / CARD_FILE).write_text("{not json")
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    registry = {"remote": {"url": archive.as_uri(), "sha256": digest, "description": "from the registry"},
+                "local": {"url": archive.as_uri(), "sha256": digest}}  # a bundle on disk wins over its entry
+    (models / "registry.json").write_text(json.dumps({"models": registry}))
+
+    def listed() -> dict:
+        capsys.readouterr()
+        assert main(["models", "--json"]) == 0
+        return {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+
+    rows = listed()
+    assert rows["local"]["source"] == "disk" and rows["local"]["version"] == read_card(source).version
+    assert "damaged" in rows and "error" in rows["damaged"]  # named, without hiding the others
+    assert rows["remote"] == {"name": "remote", "source": "registry", "url": archive.as_uri(), "downloaded": False,
+                              "path": rows["remote"]["path"], "description": "from the registry"}
+    assert main(["models", "--fetch", "remote"]) == 0
+    rows = listed()
+    assert rows["remote"]["downloaded"] and Path(rows["remote"]["path"]).is_file()
+    assert rows["remote"]["version"] == read_card(source).version  # now read from the downloaded card
+    assert main(["models", "--fetch", "nowhere"]) == 1
+    assert "model 'nowhere': in no registry.json" in capsys.readouterr().err
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert "remote" in table and "downloaded" in table and "damaged" in table

@@ -81,8 +81,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cached_path(name: str, entry: dict) -> Path:
+    """Where a registry model is (or will be) cached, by name and checksum: a new release is a new file."""
+    return cache_dir() / "models" / f"{name}-{entry['sha256'][:12]}.zip"
+
+
 def _download(name: str, entry: dict) -> Path:
-    target = cache_dir() / "models" / f"{name}-{entry['sha256'][:12]}.zip"
+    target = cached_path(name, entry)
     if target.is_file():
         if _sha256(target) == entry["sha256"]:
             return target

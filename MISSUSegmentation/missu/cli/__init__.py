@@ -13,9 +13,9 @@ import traceback
 
 from .. import __version__
 from ..errors import MISSUError
-from . import dataset, evaluate, export, info, segment, startup, train
+from . import dataset, evaluate, export, info, models, segment, startup, train
 
-COMMANDS = (segment, evaluate, train, export, dataset, info)
+COMMANDS = (segment, evaluate, train, export, dataset, models, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
