@@ -146,22 +146,36 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _onModelChanged(self, name: str) -> None:
         if not name or self._parameterNode is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Cannot read the model card."), waitCursor=True):
-            card = self.logic.modelCard(name)
-            self._parameterNode.model = name
-            metrics = card.provenance.get("metrics", {}).get("validation_dice", {})
-            scores = ", ".join(f"{k} Dice {v:.3f}" for k, v in metrics.items())
-            ensemble = _("Ensemble of {n} networks (their class probabilities averaged).").format(n=card.members)
-            lines = (card.description, ensemble if card.members > 1 else "", scores)
-            self.ui.modelDescription.text = "\n".join(line for line in lines if line)
-            for index in range(MAX_INPUTS):
-                label, selector = getattr(self.ui, f"inputLabel{index}"), getattr(self.ui, f"inputVolume{index}")
-                label.visible = selector.visible = index < len(card.inputs)
-                if index < len(card.inputs):
-                    label.text = f"{card.inputs[index].description or card.inputs[index].name}:"
-            for index, node in self.logic.matchInputVolumes(card).items():
-                if getattr(self._parameterNode, f"inputVolume{index}") is None:  # never replace the user's choice
-                    setattr(self._parameterNode, f"inputVolume{index}", node)
+        previous = self._parameterNode.model
+        url = self.logic.pendingDownload(name)
+        if url and not slicer.util.confirmOkCancelDisplay(
+            _("Model {name} is not on this computer yet. Download it now (its SHA-256 is checked)?\n\n{url}").format(
+                name=name, url=url)
+        ):
+            self.ui.modelSelector.setCurrentText(previous)  # back to the model in use (if it is listed)
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Cannot read the model card."), waitCursor=True):
+                self._showModel(name, self.logic.modelCard(name))  # downloads a registry model the first time
+        except Exception:  # shown to the user: the selector must not name a model that is not in use
+            self.ui.modelSelector.setCurrentText(previous)
+
+    def _showModel(self, name: str, card) -> None:
+        """Make ``name`` the model in use: its description, metrics and one input selector per channel."""
+        self._parameterNode.model = name
+        metrics = card.provenance.get("metrics", {}).get("validation_dice", {})
+        scores = ", ".join(f"{k} Dice {v:.3f}" for k, v in metrics.items())
+        ensemble = _("Ensemble of {n} networks (their class probabilities averaged).").format(n=card.members)
+        lines = (card.description, ensemble if card.members > 1 else "", scores)
+        self.ui.modelDescription.text = "\n".join(line for line in lines if line)
+        for index in range(MAX_INPUTS):
+            label, selector = getattr(self.ui, f"inputLabel{index}"), getattr(self.ui, f"inputVolume{index}")
+            label.visible = selector.visible = index < len(card.inputs)
+            if index < len(card.inputs):
+                label.text = f"{card.inputs[index].description or card.inputs[index].name}:"
+        for index, node in self.logic.matchInputVolumes(card).items():
+            if getattr(self._parameterNode, f"inputVolume{index}") is None:  # never replace the user's choice
+                setattr(self._parameterNode, f"inputVolume{index}", node)
 
     def _inputs(self, count: int) -> list:
         return [getattr(self._parameterNode, f"inputVolume{i}") for i in range(count)]

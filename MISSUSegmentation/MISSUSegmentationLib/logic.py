@@ -6,6 +6,7 @@ that need them, after the user installed them.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -44,9 +45,28 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def availableModels() -> list[str]:
-        from missu.bundle import bundled_models
+        """Bundles on this computer, then the models of ``registry.json`` files (downloaded when first chosen).
+        A damaged registry is logged and left out: it must not hide the bundles."""
+        from missu.bundle.registry import bundled_models, remote_models
+        from missu.errors import MISSUError
 
-        return sorted(bundled_models())
+        local = bundled_models()
+        try:
+            remote = set(remote_models()) - set(local)
+        except MISSUError as exc:
+            logging.warning("MISSU: registry models left out: %s", exc)
+            remote = set()
+        return sorted(local) + sorted(remote)
+
+    @staticmethod
+    def pendingDownload(model: str) -> str | None:
+        """The address a registry model is still to be downloaded from; None when it is on this computer."""
+        from missu.bundle.registry import bundled_models, cached_path, remote_models
+
+        if Path(model).exists() or model in bundled_models():
+            return None
+        entry = remote_models().get(model)
+        return entry["url"] if entry and not cached_path(model, entry).is_file() else None
 
     @staticmethod
     def modelCard(model: str):

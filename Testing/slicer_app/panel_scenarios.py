@@ -112,6 +112,51 @@ def test_model_list_refresh_keeps_the_users_choices(harness, panel):
     assert panel._parameterNode.inputVolume0 is other and panel.ui.modelSelector.currentText == "la-mri"
 
 
+def test_a_registry_model_is_listed_and_downloaded_only_once_the_user_agrees(harness, panel, tmp_path, monkeypatch):
+    import hashlib
+    import zipfile
+
+    archive, models = tmp_path / "la-mri.zip", tmp_path / "models"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in (ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri").iterdir():
+            z.write(file, file.name)
+    models.mkdir()
+    entry = {"url": archive.as_uri(), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    (models / "registry.json").write_text(json.dumps({"models": {"la-mri-remote": entry}}))
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    ui, questions = panel.ui, harness.dialogs.questions
+    panel._refreshModels()
+    assert items(ui.modelSelector) == ["la-mri", "la-mri-remote"]
+
+    harness.dialogs.answers = [False]  # the user declines: back to the model in use, nothing fetched
+    ui.modelSelector.setCurrentText("la-mri-remote")
+    assert "la-mri-remote is not on this computer yet" in questions[-1] and archive.as_uri() in questions[-1]
+    assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
+    assert not (tmp_path / "cache").exists()
+
+    asked = len(questions)
+    harness.dialogs.answers = [True]
+    ui.modelSelector.setCurrentText("la-mri-remote")
+    assert len(questions) == asked + 1 and panel._parameterNode.model == "la-mri-remote"
+    assert "Left atrium" in ui.modelDescription.text and len(list((tmp_path / "cache" / "models").iterdir())) == 1
+    ui.modelSelector.setCurrentText("la-mri")
+    ui.modelSelector.setCurrentText("la-mri-remote")  # on this computer now: no question
+    assert len(questions) == asked + 1 and panel._parameterNode.model == "la-mri-remote"
+
+    (tmp_path / "cache" / "models").rename(tmp_path / "gone")  # a download that fails: said, and not in use
+    archive.unlink()
+    ui.modelSelector.setCurrentText("la-mri")
+    harness.dialogs.answers = [True]
+    ui.modelSelector.setCurrentText("la-mri-remote")
+    assert "cannot download" in harness.dialogs.errors[-1] and panel._parameterNode.model == "la-mri"
+    assert ui.modelSelector.currentText == "la-mri"
+
+    (models / "registry.json").write_text("{damaged")  # a damaged registry hides no bundle
+    panel._refreshModels()
+    assert items(ui.modelSelector) == ["la-mri"] and ui.modelSelector.currentText == "la-mri"
+
+
 def test_render_the_panel(harness, panel):
     """After a segmentation: the picture in Resources/Screenshots (build/panel-<release>.png)."""
     target = ROOT / "build" / f"panel-{RELEASE}.png"
