@@ -75,6 +75,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNodeGuiTag = None
         self._jobs: dict = {}  # job class -> the running job: one segmentation and one training at a time
         self._timer = None
+        self._choosingModel = False  # a model change is under way (its dialogs run the event loop)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -134,35 +135,54 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _refreshModels(self) -> None:
         """Re-list the models, keeping the selection (and so the chosen inputs)."""
+        if self._choosingModel:  # a job ended inside the model change's dialog: that change decides
+            return
         selector = self.ui.modelSelector
         wanted = self._parameterNode.model if self._parameterNode else selector.currentText
         selector.blockSignals(True)
         selector.clear()
         selector.addItems(self.logic.availableModels())
-        selector.blockSignals(False)
         selector.setCurrentText(wanted)
+        selector.blockSignals(False)
         self._onModelChanged(selector.currentText)
 
     def _onModelChanged(self, name: str) -> None:
-        if not name or self._parameterNode is None:
+        """Make the chosen model the one in use; if it cannot be (download declined or failed, damaged card),
+        choose the model in use before, so the selector never names a model that is not in use."""
+        if not name or self._parameterNode is None or self._choosingModel:
             return
-        previous = self._parameterNode.model
+        self._choosingModel = True
+        try:
+            if self._chooseModel(name):
+                return
+            previous = self._parameterNode.model  # or, if that is the one that failed, a model on this computer
+            fallback = previous if previous != name else next(
+                (m for m in self.logic.availableModels() if m != name and not self.logic.pendingDownload(m)), None)
+            if fallback:
+                self.ui.modelSelector.blockSignals(True)
+                self.ui.modelSelector.setCurrentText(fallback)
+                self.ui.modelSelector.blockSignals(False)
+                self._chooseModel(fallback)
+        finally:
+            self._choosingModel = False
+
+    def _chooseModel(self, name: str) -> bool:
+        """Show ``name`` as the model in use, downloading a registry model if the user agrees; False if not."""
         url = self.logic.pendingDownload(name)
         if url and not slicer.util.confirmOkCancelDisplay(
             _("Model {name} is not on this computer yet. Download it now (its SHA-256 is checked)?\n\n{url}").format(
                 name=name, url=url)
         ):
-            self.ui.modelSelector.setCurrentText(previous)  # back to the model in use (if it is listed)
-            return
+            return False
         try:
             with slicer.util.tryWithErrorDisplay(_("Cannot read the model card."), waitCursor=True):
                 self._showModel(name, self.logic.modelCard(name))  # downloads a registry model the first time
-        except Exception:  # shown to the user: the selector must not name a model that is not in use
-            self.ui.modelSelector.setCurrentText(previous)
+        except Exception:  # already shown to the user
+            return False
+        return True
 
     def _showModel(self, name: str, card) -> None:
         """Make ``name`` the model in use: its description, metrics and one input selector per channel."""
-        self._parameterNode.model = name
         metrics = card.provenance.get("metrics", {}).get("validation_dice", {})
         scores = ", ".join(f"{k} Dice {v:.3f}" for k, v in metrics.items())
         ensemble = _("Ensemble of {n} networks (their class probabilities averaged).").format(n=card.members)
@@ -176,6 +196,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         for index, node in self.logic.matchInputVolumes(card).items():
             if getattr(self._parameterNode, f"inputVolume{index}") is None:  # never replace the user's choice
                 setattr(self._parameterNode, f"inputVolume{index}", node)
+        self._parameterNode.model = name  # last: only a model shown whole is the one in use
 
     def _inputs(self, count: int) -> list:
         return [getattr(self._parameterNode, f"inputVolume{i}") for i in range(count)]
@@ -306,11 +327,12 @@ class MISSUSegmentationTest(ScriptedLoadableModuleTest):
     """Inside Slicer: the whole flow on a synthetic volume with the bundled default model."""
 
     def setUp(self) -> None:
+        # Before every test, however it is run (Reload and Test, or unittest on Slicer's build machines):
+        if missing := dependencies.missing_requirements():  # a fresh install, or an extension build machine
+            self.skipTest("missing Python packages (install them from the module's panel): " + ", ".join(missing))
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        if missing := dependencies.missing_requirements():  # a fresh install, or Slicer's extension build machines
-            self.skipTest("missing Python packages (install them from the module's panel): " + ", ".join(missing))
         self.setUp()
         self.test_segment_synthetic_volume()
 

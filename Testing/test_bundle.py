@@ -299,3 +299,6 @@ def test_models_lists_disk_and_registry_and_fetches_ahead(make_bundle, tmp_path,
     assert main(["models"]) == 0
     table = capsys.readouterr().out
     assert "remote" in table and "downloaded" in table and "damaged" in table
+    (models / "registry.json").write_text("{damaged")  # named, and the bundles on disk are still listed
+    rows = listed()
+    assert "local" in rows and "registry.json: not a model registry" in rows["(registry)"]["error"]

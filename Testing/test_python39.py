@@ -50,18 +50,30 @@ def looks_like_a_type(node: ast.AST) -> bool:
     return builtin or (name[:1].isupper() and not name.isupper())  # CapWords, not a CONSTANT
 
 
+def evaluated_annotations(tree: ast.AST) -> set[int]:
+    """ids of the nodes in annotations that are evaluated even under ``from __future__ import annotations``:
+    the fields of a ``@parameterNodeWrapper`` class (Slicer reads them with ``typing.get_type_hints``)."""
+    evaluated = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any("parameterNodeWrapper" in ast.unparse(d) for d in node.decorator_list):
+            for field in node.body:
+                if isinstance(field, ast.AnnAssign):
+                    evaluated.update(id(n) for n in ast.walk(field.annotation))
+    return evaluated
+
+
 def python310_unions(source: str) -> list[str]:
     """``X | Y`` of types that Python 3.9 would evaluate (and fail on)."""
     tree = ast.parse(source)
-    in_annotation = annotation_nodes(tree)
+    in_annotation, evaluated = annotation_nodes(tree), evaluated_annotations(tree)
     lazy = "from __future__ import annotations" in source
     found = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)):
             continue
         if id(node) in in_annotation:
-            if not lazy:
-                found.append(f"line {node.lineno}: {ast.unparse(node)} (annotation, no __future__ import)")
+            if not lazy or id(node) in evaluated:
+                found.append(f"line {node.lineno}: {ast.unparse(node)} (an annotation that is evaluated)")
         elif looks_like_a_type(node.left) and looks_like_a_type(node.right):
             found.append(f"line {node.lineno}: {ast.unparse(node)}")
     return found
@@ -73,6 +85,8 @@ def test_the_check_finds_what_python_39_rejects():
     assert python310_unions("isinstance(3, int | str)\n")
     assert not python310_unions("from __future__ import annotations\ndef f(x: int | None) -> list[str] | None: pass\n")
     assert not python310_unions("flags = os.W_OK | os.X_OK\nkeys = KEYS | EXTRA\n")
+    wrapped = "from __future__ import annotations\n@parameterNodeWrapper\nclass P:\n    path: Path | None\n"
+    assert python310_unions(wrapped)  # Slicer's parameterNodeWrapper evaluates its fields' annotations
 
 
 @pytest.mark.parametrize("path", shipped_sources(), ids=lambda p: str(p.relative_to(SHIPPED)))

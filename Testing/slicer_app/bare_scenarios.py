@@ -66,13 +66,18 @@ def test_a_slicer_whose_own_packages_are_too_old_is_told_so_not_asked_to_install
 
 
 def test_the_self_test_skips_where_the_packages_are_missing(harness):
+    import io
     import unittest
 
     harness.open_panel()
     import MISSUSegmentation
 
-    with pytest.raises(unittest.SkipTest, match="missing Python packages"):
+    with pytest.raises(unittest.SkipTest, match="missing Python packages"):  # Reload and Test
         MISSUSegmentation.MISSUSegmentationTest().runTest()
+    # Slicer's build machines: slicer.testing.runUnitTest, unittest's loader (test_* methods, not runTest)
+    suite = unittest.TestLoader().loadTestsFromTestCase(MISSUSegmentation.MISSUSegmentationTest)
+    result = unittest.TextTestRunner(stream=io.StringIO()).run(suite)
+    assert result.testsRun >= 1 and len(result.skipped) == result.testsRun and result.wasSuccessful()
 
 
 def test_a_job_finished_inside_a_dialog_is_not_finished_twice(harness, monkeypatch):

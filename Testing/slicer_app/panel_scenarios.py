@@ -129,24 +129,41 @@ def test_a_registry_model_is_listed_and_downloaded_only_once_the_user_agrees(har
     panel._refreshModels()
     assert items(ui.modelSelector) == ["la-mri", "la-mri-remote"]
 
+    asked = len(questions)
     harness.dialogs.answers = [False]  # the user declines: back to the model in use, nothing fetched
     ui.modelSelector.setCurrentText("la-mri-remote")
+    assert len(questions) == asked + 1  # asked once
     assert "la-mri-remote is not on this computer yet" in questions[-1] and archive.as_uri() in questions[-1]
     assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
     assert not (tmp_path / "cache").exists()
 
     asked = len(questions)
     harness.dialogs.answers = [True]
+    confirm = harness.slicer.util.confirmOkCancelDisplay
+
+    def a_job_ends_while_asking(text, *args, **kwargs):  # the dialog's event loop: the panel's poll finishes a job
+        panel._refreshModels()
+        return confirm(text, *args, **kwargs)
+
+    monkeypatch.setattr(harness.slicer.util, "confirmOkCancelDisplay", a_job_ends_while_asking)
     ui.modelSelector.setCurrentText("la-mri-remote")
+    monkeypatch.setattr(harness.slicer.util, "confirmOkCancelDisplay", confirm)
     assert len(questions) == asked + 1 and panel._parameterNode.model == "la-mri-remote"
+    assert ui.modelSelector.currentText == "la-mri-remote"
     assert "Left atrium" in ui.modelDescription.text and len(list((tmp_path / "cache" / "models").iterdir())) == 1
     ui.modelSelector.setCurrentText("la-mri")
     ui.modelSelector.setCurrentText("la-mri-remote")  # on this computer now: no question
     assert len(questions) == asked + 1 and panel._parameterNode.model == "la-mri-remote"
 
-    (tmp_path / "cache" / "models").rename(tmp_path / "gone")  # a download that fails: said, and not in use
+    (tmp_path / "cache" / "models").rename(tmp_path / "gone")  # the cache cleared under a scene that names it:
+    asked = len(questions)
+    harness.dialogs.answers = [False]
+    panel._refreshModels()  # asked once; declined: a model on this computer is taken
+    assert len(questions) == asked + 1 and ui.modelSelector.currentText == "la-mri"
+    assert panel._parameterNode.model == "la-mri" and "Left atrium" in ui.modelDescription.text
+
+    # a download that fails: said, and not in use
     archive.unlink()
-    ui.modelSelector.setCurrentText("la-mri")
     harness.dialogs.answers = [True]
     ui.modelSelector.setCurrentText("la-mri-remote")
     assert "cannot download" in harness.dialogs.errors[-1] and panel._parameterNode.model == "la-mri"

@@ -33,7 +33,11 @@ def models() -> list[dict]:
     registry's, with where each one is or would be."""
     local = bundled_models()
     rows = [{"name": name, "source": "disk", "path": str(path), **_describe(path)} for name, path in local.items()]
-    for name, entry in remote_models().items():
+    try:
+        registry = remote_models()
+    except MISSUError as exc:  # a damaged registry.json: named, without hiding the bundles
+        return [*rows, {"name": "(registry)", "source": "registry", "error": str(exc)}]
+    for name, entry in registry.items():
         if name in local:
             continue
         cached = cached_path(name, entry)
@@ -44,7 +48,7 @@ def models() -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    registry = remote_models()
+    registry = remote_models() if args.fetch else {}
     for name in args.fetch:
         if name not in registry:
             raise MISSUError(f"model {name!r}: in no registry.json (looked in: {', '.join(map(str, model_dirs()))})")
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        state = "on disk" if row["source"] == "disk" else ("downloaded" if row["downloaded"] else "not downloaded")
+        state = "on disk" if row["source"] == "disk" else ("downloaded" if row.get("downloaded") else "not downloaded")
         about = textwrap.shorten(row.get("description", ""), 70, placeholder="...")
         detail = row.get("error") or f"{row.get('version', '-'):8} {about}"
         print(f"{row['name']:24} {state:15} {detail}")
