@@ -60,18 +60,10 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def pendingDownload(model: str) -> str | None:
-        """The address a registry model is still to be downloaded from; None when it is on this computer (or in
-        no readable registry: reading its card then says what is wrong)."""
-        from missu.bundle.registry import bundled_models, cached_path, remote_models
-        from missu.errors import MISSUError
+        """The address a registry model is still to be downloaded from; None when it is on this computer."""
+        from missu.bundle.registry import pending_download
 
-        if Path(model).exists() or model in bundled_models():
-            return None
-        try:
-            entry = remote_models().get(model)
-        except MISSUError:
-            return None
-        return entry["url"] if entry and not cached_path(model, entry).is_file() else None
+        return pending_download(model)
 
     @staticmethod
     def modelCard(model: str):

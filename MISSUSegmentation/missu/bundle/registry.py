@@ -86,6 +86,18 @@ def cached_path(name: str, entry: dict) -> Path:
     return cache_dir() / "models" / f"{name}-{entry['sha256'][:12]}.zip"
 
 
+def pending_download(name: str) -> str | None:
+    """The address a registry model is still to be downloaded from; None when it is on this computer (or in no
+    readable registry: :func:`resolve_bundle` then says what is wrong)."""
+    if Path(name).exists() or name in bundled_models():
+        return None
+    try:
+        entry = remote_models().get(name)
+    except MISSUError:
+        return None
+    return entry["url"] if entry and not cached_path(name, entry).is_file() else None
+
+
 def _download(name: str, entry: dict) -> Path:
     target = cached_path(name, entry)
     if target.is_file():
