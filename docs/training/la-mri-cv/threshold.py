@@ -3,7 +3,8 @@ with the volume bias at 0.5, and a cut chosen on the other folds' cases for each
 cases it is scored on). Original grid, largest component kept, as ``missu evaluate`` scores. From the repository
 root, with the fold bundles of an out-of-fold evaluation:
 
-    python docs/training/la-mri-cv/threshold.py docs/training/la-mri-cv/out-of-fold-012.json > threshold.json
+    python docs/training/la-mri-cv/threshold.py docs/training/la-mri-cv/out-of-fold-012.json \
+        > docs/training/la-mri-cv/threshold.json
 """
 
 from __future__ import annotations
