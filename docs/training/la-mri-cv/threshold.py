@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 
-from missu.data.geometry import array_xyz, ras_affine
+from missu.data.geometry import array_xyz, image_from_xyz, ras_affine
 from missu.inference import Segmenter
 from missu.inference.engine import resample_onto
 from missu.inference.postprocess import clean
@@ -30,7 +30,7 @@ CUTS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 def foreground(segmenter: Segmenter, image: sitk.Image) -> np.ndarray:
     """The foreground probability on ``image``'s grid, ``[i, j, k]``, as ``Segmenter.segment`` computes it."""
     image = sitk.Cast(image, sitk.sitkFloat32)
-    array = torch.from_numpy(sitk.GetArrayFromImage(image).transpose(2, 1, 0)[None].copy())
+    array = torch.from_numpy(array_xyz(image)[None].copy())
     data = segmenter.preprocess({"image": MetaTensor(array, affine=ras_affine(image))})
     probabilities, _ = segmenter._infer(data["image"], False, lambda *a: None, None)
     return array_xyz(resample_onto(probabilities[1], np.asarray(data["image"].affine, float), image))
@@ -40,15 +40,12 @@ def case_scores(segmenter: Segmenter, case: str) -> dict:
     image = sitk.ReadImage(str(DATA / "imagesTr" / f"{case}.nii.gz"))
     truth = array_xyz(sitk.ReadImage(str(DATA / "labelsTr" / f"{case}.nii.gz"))) == 1
     p = foreground(segmenter, image)
-    dice = {}
+    dice, voxels = {}, {}
     for cut in CUTS:
-        labels = sitk.GetImageFromArray((p > cut).astype(np.uint8).transpose(2, 1, 0))
-        labels.CopyInformation(image)
-        pred = array_xyz(clean(labels, segmenter.card)) == 1
+        pred = array_xyz(clean(image_from_xyz((p > cut).astype(np.uint8), image), segmenter.card)) == 1
         dice[str(cut)] = float(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
-        if cut == 0.5:
-            ratio = float(pred.sum() / truth.sum())
-    return {"dice": dice, "volume_ratio": ratio}
+        voxels[cut] = pred.sum()
+    return {"dice": dice, "volume_ratio": float(voxels[0.5] / truth.sum())}
 
 
 def main(out_of_fold: str) -> None:
