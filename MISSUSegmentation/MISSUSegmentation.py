@@ -20,7 +20,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from slicer.util import VTKObservationMixin
 
 from MISSUSegmentationLib import dependencies
-from MISSUSegmentationLib.jobs import SegmentationJob, TrainingJob
+from MISSUSegmentationLib.jobs import DownloadJob, SegmentationJob, TrainingJob
 from MISSUSegmentationLib.logic import MISSUSegmentationLogic
 
 MAX_INPUTS = 4
@@ -73,7 +73,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._jobs: dict = {}  # job class -> the running job: one segmentation and one training at a time
+        self._jobs: dict = {}  # job class -> the running job: one segmentation or download, and one training
         self._timer = None
         self._choosingModel = False  # a model change is under way (its dialogs run the event loop)
 
@@ -90,7 +90,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
         self.ui.modelSelector.currentTextChanged.connect(self._onModelChanged)
         self.ui.segmentButton.clicked.connect(self.onSegment)
-        self.ui.cancelButton.clicked.connect(lambda: self.onCancel(SegmentationJob))
+        self.ui.cancelButton.clicked.connect(lambda: self.onCancel(SegmentationJob, DownloadJob))
         self.ui.trainButton.clicked.connect(self.onTrain)
         self.ui.stopButton.clicked.connect(lambda: self.onCancel(TrainingJob))
         self.ui.addReviewedCaseButton.clicked.connect(self.onAddReviewedCase)
@@ -167,16 +167,24 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._choosingModel = False
 
     def _chooseModel(self, name: str) -> bool:
-        """Show ``name`` as the model in use, downloading a registry model if the user agrees; False if not."""
-        url = self.logic.pendingDownload(name)
-        if url and not slicer.util.confirmOkCancelDisplay(
-            _("Model {name} is not on this computer yet. Download it now (its SHA-256 is checked)?\n\n{url}").format(
-                name=name, url=url)
-        ):
+        """Show ``name`` as the model in use; False if it is not in use now. A registry model not on this computer
+        is downloaded first if the user agrees, in the background (progress and Cancel in the Segment section),
+        and comes into use when its download has finished."""
+        if url := self.logic.pendingDownload(name):
+            busy = any(kind in self._jobs for kind in (SegmentationJob, DownloadJob))  # the section is taken
+            if not busy and slicer.util.confirmOkCancelDisplay(
+                _("Model {name} is not on this computer yet. Download it now (its SHA-256 is checked)?\n\n{url}")
+                .format(name=name, url=url)
+            ):
+                try:
+                    with slicer.util.tryWithErrorDisplay(_("The download failed to start."), waitCursor=True):
+                        self._start(self.logic.startDownload(name))
+                except Exception:  # already shown to the user
+                    pass
             return False
         try:
             with slicer.util.tryWithErrorDisplay(_("Cannot read the model card."), waitCursor=True):
-                self._showModel(name, self.logic.modelCard(name))  # downloads a registry model the first time
+                self._showModel(name, self.logic.modelCard(name))
         except Exception:  # already shown to the user
             return False
         return True
@@ -231,22 +239,24 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                                            device=p.device, resume=resume)
             self._start(job)
 
-    def onCancel(self, kind=None) -> None:
-        """Stop the running jobs (only the one of class ``kind``, if given); training checkpoints first."""
+    def onCancel(self, *kinds) -> None:
+        """Stop the running jobs (only those of the classes ``kinds``, if given); training checkpoints first."""
         for jobKind, job in self._jobs.items():
-            if kind is None or jobKind is kind:
+            if not kinds or jobKind in kinds:
                 job.cancel()
 
     def _section(self, kind) -> tuple:
-        """(button, progress bar, status label) of the panel section that runs jobs of class ``kind``."""
+        """(widgets disabled while it runs, progress bar, status label) of the panel section that runs jobs of
+        class ``kind``: training, or segmentation and model downloads (which take the model selector)."""
         if kind is TrainingJob:
-            return self.ui.trainButton, self.ui.trainingProgressBar, self.ui.trainingStatusLabel
-        return self.ui.segmentButton, self.ui.progressBar, self.ui.statusLabel
+            return (self.ui.trainButton,), self.ui.trainingProgressBar, self.ui.trainingStatusLabel
+        return (self.ui.segmentButton, self.ui.modelSelector), self.ui.progressBar, self.ui.statusLabel
 
     def _start(self, job) -> None:
         self._jobs[type(job)] = job
-        button, progressBar, statusLabel = self._section(type(job))
-        button.enabled = False
+        widgets, progressBar, statusLabel = self._section(type(job))
+        for widget in widgets:
+            widget.enabled = False
         progressBar.value = 0
         statusLabel.text = _("Starting...")
         self._timer.start()
@@ -255,7 +265,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         for kind, job in list(self._jobs.items()):
             if self._jobs.get(kind) is not job:  # finished by a nested call (an error dialog runs the event loop)
                 continue
-            button, progressBar, statusLabel = self._section(kind)
+            widgets, progressBar, statusLabel = self._section(kind)
             job.poll()
             if curves := job.new_curves():
                 self.ui.curvesLabel.setPixmap(qt.QPixmap(curves).scaledToWidth(420))
@@ -266,14 +276,20 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             del self._jobs[kind]
             if not self._jobs:
                 self._timer.stop()
-            button.enabled = True
-            with slicer.util.tryWithErrorDisplay(_("The job failed."), waitCursor=True):
-                statusLabel.text = job.status  # the error, should finish() raise
-                statusLabel.text = job.finish()
-                if (isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode
-                        and self._parameterNode.outputSegmentation is None):
-                    self._parameterNode.outputSegmentation = job.segmentation
-                self._refreshModels()
+            for widget in widgets:
+                widget.enabled = True
+            try:
+                with slicer.util.tryWithErrorDisplay(_("The job failed."), waitCursor=True):
+                    statusLabel.text = job.status  # the error, should finish() raise
+                    statusLabel.text = job.finish()
+                    if isinstance(job, DownloadJob) and not job.cancelled:
+                        self.ui.modelSelector.setCurrentText(job.model)  # now on this computer: into use
+                    if (isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode
+                            and self._parameterNode.outputSegmentation is None):
+                        self._parameterNode.outputSegmentation = job.segmentation
+                    self._refreshModels()
+            except Exception:  # already shown to the user; the timer's slot must not raise
+                pass
 
     # -- review loop and dependencies ----------------------------------------------------------------------
 

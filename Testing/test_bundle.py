@@ -182,7 +182,9 @@ def test_registry_download_is_verified(make_bundle, tmp_path, monkeypatch):
     import threading
     import urllib.request
 
-    class Slow:  # a download that arrives in small pieces, so that the two overlap
+    class Slow:  # a download that arrives in small pieces, so that the two overlap; no length said
+        headers: dict = {}
+
         def __init__(self, data: bytes):
             self.data = data
 

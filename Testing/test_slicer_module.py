@@ -209,6 +209,75 @@ def test_panel_job_keeps_segments_drawn_into_an_empty_output_while_it_ran(mrml_s
     assert job.segmentation is not output and [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
 
 
+def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_scene, tmp_path, monkeypatch):
+    """The panel's download of a registry model (a `missu models --fetch` subprocess, so Slicer stays responsive):
+    progress in bytes as the server sends; a cancel mid-way leaves no file in the cache and the model still to
+    download; a whole download is verified and its card then reads without a network."""
+    import hashlib
+    import http.server
+    import threading
+    import time
+    import zipfile
+
+    archive = tmp_path / "remote.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:  # the shipped model: several 1 MiB chunks
+        for file in (MODULE_DIR / "Resources" / "Models" / "la-mri").iterdir():
+            z.write(file, file.name)
+    payload = archive.read_bytes()
+    stall, release = threading.Event(), threading.Event()  # stall: the server stops half-way, as a slow network
+
+    class Server(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            half = len(payload) // 2
+            self.wfile.write(payload[:half])
+            self.wfile.flush()
+            if stall.is_set() and not release.wait(120):
+                return
+            self.wfile.write(payload[half:])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    models, cache = tmp_path / "models", tmp_path / "cache"
+    models.mkdir()
+    url = f"http://127.0.0.1:{server.server_address[1]}/remote.zip"
+    entry = {"url": url, "sha256": hashlib.sha256(payload).hexdigest()}
+    (models / "registry.json").write_text(json.dumps({"models": {"remote": entry}}))
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    monkeypatch.setenv("MISSU_CACHE", str(cache))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    logic = _logic(mrml_scene)
+    try:
+        assert logic.pendingDownload("remote") == url
+        stall.set()
+        job = logic.startDownload("remote")
+        deadline = time.monotonic() + 120
+        while not 0 < job.fraction < 1 and job.running and time.monotonic() < deadline:
+            job.poll()
+            time.sleep(0.05)
+        assert 0 < job.fraction < 1 and job.status.startswith("downloading remote:") and " MB" in job.status
+        job.cancel()
+        assert job.process.wait(timeout=60) == 130
+        assert job.finish() == "Download cancelled; the model in use is unchanged."
+        assert not any(path.is_file() for path in cache.rglob("*"))  # no partial file left behind
+        assert logic.pendingDownload("remote") == url
+
+        stall.clear()
+        job = logic.startDownload("remote")
+        assert job.process.wait(timeout=120) == 0
+        assert job.finish().startswith("remote downloaded") and job.fraction == 1.0
+    finally:
+        release.set()
+        server.shutdown()
+    assert logic.pendingDownload("remote") is None
+    assert logic.modelCard("remote").name == "la-mri"  # from the cache: the server is gone
+
+
 def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, make_bundle, tmp_path):
     logic = _logic(mrml_scene)
     with pytest.raises(ValueError, match="needs 1 input volume"):

@@ -43,6 +43,8 @@ class Job:
             self.error = self.status = event["message"]
         elif event["event"] == "cancelled":
             self.cancelled = True
+        elif event["event"] == "progress":
+            self.fraction, self.status = event["fraction"], event["message"]
 
     def finish(self) -> str:
         """The final status line; raises :class:`JobFailed` if the job failed (a cancel is not a failure, but
@@ -81,11 +83,6 @@ class SegmentationJob(Job):
         self._load, self._cleanup = load, cleanup
         self.segmentation = None
 
-    def update(self, event: dict) -> None:
-        super().update(event)
-        if event["event"] == "progress":
-            self.fraction, self.status = event["fraction"], event["message"]
-
     def finish(self) -> str:
         try:
             return super().finish()
@@ -98,6 +95,20 @@ class SegmentationJob(Job):
         if kept:
             return f"{kept} was edited during the run and is kept; result in {self.segmentation.GetName()}: {summary}"
         return summary
+
+
+class DownloadJob(Job):
+    """``missu models --fetch MODEL --json``: a registry model downloaded into the cache, SHA-256 checked."""
+
+    def __init__(self, process: JsonProcess, model: str) -> None:
+        super().__init__(process)
+        self.model = model
+
+    def on_success(self) -> str:
+        return f"{self.model} downloaded"
+
+    def on_cancelled(self) -> str:
+        return "Download cancelled; the model in use is unchanged."
 
 
 class TrainingJob(Job):

@@ -14,7 +14,7 @@ from pathlib import Path
 import slicer
 
 from . import mrml
-from .jobs import SegmentationJob, TrainingJob
+from .jobs import DownloadJob, SegmentationJob, TrainingJob
 from .process import JsonProcess, missu_command
 
 try:
@@ -64,6 +64,12 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         from missu.bundle.registry import pending_download
 
         return pending_download(model)
+
+    @staticmethod
+    def startDownload(model: str) -> DownloadJob:
+        """Start downloading a registry model (``missu models --fetch``) in a subprocess, so Slicer stays
+        responsive; the panel polls the returned job, which shows its progress and can be cancelled."""
+        return DownloadJob(JsonProcess(missu_command("models", "--fetch", model, "--json"), grace_s=10), model)
 
     @staticmethod
     def modelCard(model: str):

@@ -58,7 +58,7 @@ def wait_for_job(harness, widget, timeout=600) -> None:
 
 
 def running(widget, kind: str):
-    """The widget's running job of class ``kind`` ('SegmentationJob', 'TrainingJob'), or None."""
+    """The widget's running job of class ``kind`` ('SegmentationJob', 'DownloadJob', 'TrainingJob'), or None."""
     return next((job for cls, job in widget._jobs.items() if cls.__name__ == kind), None)
 
 
@@ -148,8 +148,13 @@ def test_a_registry_model_is_listed_and_downloaded_only_once_the_user_agrees(har
     monkeypatch.setattr(harness.slicer.util, "confirmOkCancelDisplay", a_job_ends_while_asking)
     ui.modelSelector.setCurrentText("la-mri-remote")
     monkeypatch.setattr(harness.slicer.util, "confirmOkCancelDisplay", confirm)
-    assert len(questions) == asked + 1 and panel._parameterNode.model == "la-mri-remote"
-    assert ui.modelSelector.currentText == "la-mri-remote"
+    assert len(questions) == asked + 1 and running(panel, "DownloadJob") is not None  # in the background
+    assert panel._parameterNode.model == "la-mri" and ui.modelSelector.currentText == "la-mri"  # until it is here
+    assert not ui.modelSelector.enabled and not ui.segmentButton.enabled
+    wait_for_job(harness, panel, timeout=120)
+    assert ui.statusLabel.text.startswith("la-mri-remote downloaded") and ui.progressBar.value == 100
+    assert panel._parameterNode.model == "la-mri-remote" and ui.modelSelector.currentText == "la-mri-remote"
+    assert ui.modelSelector.enabled and ui.segmentButton.enabled
     assert "Left atrium" in ui.modelDescription.text and len(list((tmp_path / "cache" / "models").iterdir())) == 1
     ui.modelSelector.setCurrentText("la-mri")
     ui.modelSelector.setCurrentText("la-mri-remote")  # on this computer now: no question
@@ -166,8 +171,9 @@ def test_a_registry_model_is_listed_and_downloaded_only_once_the_user_agrees(har
     archive.unlink()
     harness.dialogs.answers = [True]
     ui.modelSelector.setCurrentText("la-mri-remote")
+    wait_for_job(harness, panel, timeout=120)
     assert "cannot download" in harness.dialogs.errors[-1] and panel._parameterNode.model == "la-mri"
-    assert ui.modelSelector.currentText == "la-mri"
+    assert ui.modelSelector.currentText == "la-mri" and ui.modelSelector.enabled
 
     (models / "registry.json").write_text("{damaged")  # a damaged registry hides no bundle
     panel._refreshModels()

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from ..data.atomic import atomic_path
@@ -21,6 +22,9 @@ from .card import CARD_FILE
 
 BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 REGISTRY_FILE = "registry.json"
+
+Progress = Callable[[int, "int | None"], None]
+"""Called as a download goes: (bytes so far, total bytes, None when the server does not say)."""
 
 
 def model_dirs() -> list[Path]:
@@ -98,7 +102,7 @@ def pending_download(name: str) -> str | None:
     return entry["url"] if entry and not cached_path(name, entry).is_file() else None
 
 
-def _download(name: str, entry: dict) -> Path:
+def _download(name: str, entry: dict, progress: Progress | None = None) -> Path:
     target = cached_path(name, entry)
     if target.is_file():
         if _sha256(target) == entry["sha256"]:
@@ -108,9 +112,14 @@ def _download(name: str, entry: dict) -> Path:
     try:  # into a temporary file of this process (another may download the same model), renamed when verified
         with atomic_path(target, overwrite=True) as partial:
             with urllib.request.urlopen(entry["url"], timeout=60) as response, open(partial, "wb") as out:
+                total = int(length) if (length := response.headers.get("Content-Length")) else None
+                done = 0
                 while chunk := response.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
             if digest.hexdigest() != entry["sha256"]:
                 raise MISSUError(
                     f"model {name}: download from {entry['url']} has SHA-256 {digest.hexdigest()[:12]}..., "
@@ -123,8 +132,9 @@ def _download(name: str, entry: dict) -> Path:
     return target
 
 
-def resolve_bundle(name_or_path: str | os.PathLike) -> Path:
-    """A bundle path for a path, a bundled name or a registry name (downloaded once, then cached)."""
+def resolve_bundle(name_or_path: str | os.PathLike, progress: Progress | None = None) -> Path:
+    """A bundle path for a path, a bundled name or a registry name (downloaded once, then cached; ``progress``
+    hears how the download goes)."""
     path = Path(name_or_path)
     if path.exists():
         return path
@@ -132,6 +142,6 @@ def resolve_bundle(name_or_path: str | os.PathLike) -> Path:
     if name in (local := bundled_models()):
         return local[name]
     if name in (remote := remote_models()):
-        return _download(name, remote[name])
+        return _download(name, remote[name], progress)
     known = sorted({*local, *remote})
     raise MISSUError(f"model {name!r}: not a bundle path nor a known model (known: {', '.join(known) or 'none'})")

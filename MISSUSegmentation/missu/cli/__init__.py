@@ -35,7 +35,17 @@ def _watch_stdin() -> None:
     for line in sys.stdin:
         if line.strip() == "stop":
             break
-    _thread.interrupt_main()
+    _interrupt_main()
+
+
+def _interrupt_main() -> None:
+    """Ctrl-C for the main thread. Where POSIX threads are, a real SIGINT sent to it, which also breaks a
+    blocking read (a download from a stalled server); elsewhere (Windows) the interpreter's simulated one, which
+    takes effect at its next Python step."""
+    if hasattr(signal, "pthread_kill") and callable(signal.getsignal(signal.SIGINT)):  # a Python handler to run
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

@@ -56,16 +56,17 @@ def _held_out(models: list[str], cards: list) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..bundle import read_card, resolve_bundle
+    from ..bundle import read_card
     from ..data.datasets import dataset_info, load_cases, read_case, remap_labels
     from ..evaluation import case_metrics, summarize
     from ..inference import Segmenter
+    from .models import fetch
 
     models = args.model or ["la-mri"]
     if len(models) > 1 and not args.validation_only:
         raise MISSUError("several --model: an out-of-fold evaluation, which needs --validation-only (each case is "
                          "scored by the model that held it out)")
-    paths = [resolve_bundle(m) for m in models]
+    paths = [fetch(m) for m in models]  # a registry model's download shown on stderr
     if len({p.resolve() for p in paths}) != len(paths):
         raise MISSUError(f"--model: {', '.join(models)}: a model is given more than once")
     cards = [read_card(p) for p in paths]  # checked before any weights load

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
+from pathlib import Path
 
 from ..bundle.card import read_card
 from ..bundle.registry import bundled_models, cached_path, model_dirs, remote_models, resolve_bundle
@@ -16,8 +18,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "--fetch downloads registry models now, e.g. before going offline")
     p.add_argument("--fetch", nargs="+", metavar="NAME", default=[],
                    help="download these registry models into the cache (SHA-256 checked)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON instead of a table; with --fetch, one JSON event per line (download progress, "
+                        "then the list as a 'models' event), as the Slicer panel reads it")
     p.set_defaults(func=run)
+
+
+def fetch(name: str, json_events: bool = False) -> Path:
+    """:func:`resolve_bundle` with a download shown as it goes: JSON progress events on stdout (the Slicer
+    panel) or a tqdm bar of bytes on stderr. A bundle on disk or in the cache is returned silently."""
+    from tqdm import tqdm
+
+    if json_events:
+        def report(done: int, total: int | None) -> None:
+            size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+            print(json.dumps({"event": "progress", "fraction": round(done / total, 4) if total else 0.0,
+                              "message": f"downloading {name}: {size}"}), flush=True)
+        return resolve_bundle(name, report)
+    with tqdm(desc=f"download {name}", unit="B", unit_scale=True, delay=0.5, disable=None, file=sys.stderr) as bar:
+        def show(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        return resolve_bundle(name, show)
 
 
 def _describe(path) -> dict:
@@ -52,8 +74,13 @@ def run(args: argparse.Namespace) -> int:
     for name in args.fetch:
         if name not in registry:
             raise MISSUError(f"model {name!r}: in no registry.json (looked in: {', '.join(map(str, model_dirs()))})")
-        print(f"{name}: {resolve_bundle(name) if name not in bundled_models() else 'on disk, nothing to fetch'}")
+        where = "on disk, nothing to fetch" if name in bundled_models() else fetch(name, args.json)
+        if not args.json:
+            print(f"{name}: {where}")
     rows = models()
+    if args.json and args.fetch:
+        print(json.dumps({"event": "models", "models": rows}), flush=True)
+        return 0
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

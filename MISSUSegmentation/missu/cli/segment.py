@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.cases import cases_from_csv, cases_from_folder
+    from .models import fetch
     from .startup import monai_without_unused_imports
 
     with monai_without_unused_imports():
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         raise MISSUError("--study goes with --dicomweb URL")
     if args.series and args.batch:
         raise MISSUError("--series chooses the series of one study: use it with --input or --dicomweb, not --batch")
-    segmenter = Segmenter(args.model, device=args.device, tta=args.tta or bool(args.uncertainty_out),
+    segmenter = Segmenter(fetch(args.model, args.json), device=args.device, tta=args.tta or bool(args.uncertainty_out),
                           overlap=args.overlap, backend=args.backend, amp=args.precision == "auto")
     if args.dicomweb:
         return _segment_dicomweb(segmenter, args)
