@@ -76,6 +76,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._jobs: dict = {}  # job class -> the running job: one segmentation or download, and one training
         self._timer = None
         self._choosingModel = False  # a model change is under way (its dialogs run the event loop)
+        self._missing: list[str] = []  # Python packages the core needs and this Slicer lacks
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -103,6 +104,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def cleanup(self) -> None:
         self.onCancel()
+        if self._timer:
+            self._timer.stop()
         self.removeObservers()
         self.setParameterNode(None)
 
@@ -165,6 +168,10 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 self._chooseModel(fallback)
         finally:
             self._choosingModel = False
+            if self._parameterNode and self.ui.modelSelector.currentText != self._parameterNode.model:
+                self.ui.modelSelector.blockSignals(True)  # a job that ended in a dialog moved it: show the one in use
+                self.ui.modelSelector.setCurrentText(self._parameterNode.model)
+                self.ui.modelSelector.blockSignals(False)
 
     def _chooseModel(self, name: str) -> bool:
         """Show ``name`` as the model in use; False if it is not in use now. A registry model not on this computer
@@ -246,17 +253,26 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 job.cancel()
 
     def _section(self, kind) -> tuple:
-        """(widgets disabled while it runs, progress bar, status label) of the panel section that runs jobs of
-        class ``kind``: training, or segmentation and model downloads (which take the model selector)."""
+        """(progress bar, status label) of the panel section that runs jobs of class ``kind``: training, or
+        segmentation and model downloads."""
         if kind is TrainingJob:
-            return (self.ui.trainButton,), self.ui.trainingProgressBar, self.ui.trainingStatusLabel
-        return (self.ui.segmentButton, self.ui.modelSelector), self.ui.progressBar, self.ui.statusLabel
+            return self.ui.trainingProgressBar, self.ui.trainingStatusLabel
+        return self.ui.progressBar, self.ui.statusLabel
+
+    def _updateEnabled(self) -> None:
+        """Enable what may start now: one job per section (a segmentation or a download, which also holds the
+        model selector; a training), and nothing that needs the missing packages."""
+        segmenting = SegmentationJob in self._jobs or DownloadJob in self._jobs
+        ready = not self._missing
+        self.ui.modelSelector.enabled = not segmenting
+        self.ui.segmentButton.enabled = ready and not segmenting
+        self.ui.trainButton.enabled = ready and TrainingJob not in self._jobs
+        self.ui.addReviewedCaseButton.enabled = self.ui.exportDicomSegButton.enabled = ready
 
     def _start(self, job) -> None:
         self._jobs[type(job)] = job
-        widgets, progressBar, statusLabel = self._section(type(job))
-        for widget in widgets:
-            widget.enabled = False
+        self._updateEnabled()
+        progressBar, statusLabel = self._section(type(job))
         progressBar.value = 0
         statusLabel.text = _("Starting...")
         self._timer.start()
@@ -265,7 +281,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         for kind, job in list(self._jobs.items()):
             if self._jobs.get(kind) is not job:  # finished by a nested call (an error dialog runs the event loop)
                 continue
-            widgets, progressBar, statusLabel = self._section(kind)
+            progressBar, statusLabel = self._section(kind)
             job.poll()
             if curves := job.new_curves():
                 self.ui.curvesLabel.setPixmap(qt.QPixmap(curves).scaledToWidth(420))
@@ -276,12 +292,12 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             del self._jobs[kind]
             if not self._jobs:
                 self._timer.stop()
-            for widget in widgets:
-                widget.enabled = True
+            self._updateEnabled()
             try:
                 with slicer.util.tryWithErrorDisplay(_("The job failed."), waitCursor=True):
                     statusLabel.text = job.status  # the error, should finish() raise
                     statusLabel.text = job.finish()
+                    progressBar.value = int(100 * job.fraction)  # with the events read by finish()
                     if isinstance(job, DownloadJob) and not job.cancelled:
                         self.ui.modelSelector.setCurrentText(job.model)  # now on this computer: into use
                     if (isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode
@@ -311,11 +327,9 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.reviewStatusLabel.text = _("Wrote DICOM SEG {path}").format(path=written)
 
     def _showDependencies(self) -> None:
-        missing = dependencies.missing_requirements()
+        self._missing = missing = dependencies.missing_requirements()
         self.ui.installButton.visible = bool(missing)
-        for button in (self.ui.segmentButton, self.ui.trainButton, self.ui.addReviewedCaseButton,
-                       self.ui.exportDicomSegButton):
-            button.enabled = not missing
+        self._updateEnabled()
         if missing:
             self.ui.statusLabel.text = _("Missing Python packages: {names}").format(names=", ".join(missing))
 

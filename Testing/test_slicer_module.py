@@ -234,7 +234,8 @@ def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_s
             half = len(payload) // 2
             self.wfile.write(payload[:half])
             self.wfile.flush()
-            if stall.is_set() and not release.wait(120):
+            if stall.is_set():  # until the test ends; the client has gone by then
+                release.wait(120)
                 return
             self.wfile.write(payload[half:])
 
@@ -250,7 +251,8 @@ def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_s
     (models / "registry.json").write_text(json.dumps({"models": {"remote": entry}}))
     monkeypatch.setenv("MISSU_MODELS", str(models))
     monkeypatch.setenv("MISSU_CACHE", str(cache))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
     logic = _logic(mrml_scene)
     try:
         assert logic.pendingDownload("remote") == url
@@ -274,8 +276,11 @@ def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_s
     finally:
         release.set()
         server.shutdown()
+        server.server_close()
     assert logic.pendingDownload("remote") is None
     assert logic.modelCard("remote").name == "la-mri"  # from the cache: the server is gone
+    next(cache.rglob("remote-*.zip")).write_bytes(payload[:100])
+    assert logic.pendingDownload("remote") == url  # damaged in the cache: downloaded again, in a job, not in Slicer
 
 
 def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, make_bundle, tmp_path):

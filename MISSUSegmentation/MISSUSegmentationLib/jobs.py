@@ -105,6 +105,7 @@ class DownloadJob(Job):
         self.model = model
 
     def on_success(self) -> str:
+        self.fraction = 1.0  # also when the server did not say the size
         return f"{self.model} downloaded"
 
     def on_cancelled(self) -> str:

@@ -110,3 +110,32 @@ def test_a_job_finished_inside_a_dialog_is_not_finished_twice(harness, monkeypat
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda *args, **kwargs: widget._poll())
     widget._poll()
     assert (segmented.finished, trained.finished) == (1, 1) and widget._jobs == {}
+
+
+def test_a_registry_model_downloads_before_the_packages_are_installed(harness, tmp_path, monkeypatch):
+    """Choosing a registry model needs only Slicer's own Python: the download job runs there, the model comes
+    into use, and Segment stays off until the packages are installed."""
+    import hashlib
+    import json
+    import zipfile
+
+    from app import ROOT
+
+    archive, models = tmp_path / "la-mri.zip", tmp_path / "models"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in (ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri").iterdir():
+            z.write(file, file.name)
+    models.mkdir()
+    entry = {"url": archive.as_uri(), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    (models / "registry.json").write_text(json.dumps({"models": {"la-mri-remote": entry}}))
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    _, widget = harness.open_panel()
+    ui, errors = widget.ui, len(harness.dialogs.errors)
+    widget._refreshModels()
+    harness.dialogs.answers = [True]
+    ui.modelSelector.setCurrentText("la-mri-remote")
+    harness.wait_until(lambda: not widget._jobs, 120, "the download")
+    assert len(harness.dialogs.errors) == errors and harness.exceptions == []
+    assert ui.statusLabel.text.startswith("la-mri-remote downloaded") and widget._parameterNode.model == "la-mri-remote"
+    assert ui.modelSelector.enabled and not ui.segmentButton.enabled and not ui.trainButton.enabled

@@ -91,15 +91,26 @@ def cached_path(name: str, entry: dict) -> Path:
 
 
 def pending_download(name: str) -> str | None:
-    """The address a registry model is still to be downloaded from; None when it is on this computer (or in no
-    readable registry: :func:`resolve_bundle` then says what is wrong)."""
+    """The address a registry model is still to be downloaded from (not cached, or damaged in the cache); None
+    when it is on this computer (or in no readable registry: :func:`resolve_bundle` then says what is wrong)."""
     if Path(name).exists() or name in bundled_models():
         return None
     try:
         entry = remote_models().get(name)
     except MISSUError:
         return None
-    return entry["url"] if entry and not cached_path(name, entry).is_file() else None
+    if not entry:
+        return None
+    cached = cached_path(name, entry)
+    return None if cached.is_file() and _sha256(cached) == entry["sha256"] else entry["url"]
+
+
+def _length(header: str | None) -> int | None:
+    """A Content-Length header's byte count; None when missing or not a positive number (as http.client reads it)."""
+    try:
+        return int(header) if header and int(header) > 0 else None
+    except ValueError:
+        return None
 
 
 def _download(name: str, entry: dict, progress: Progress | None = None) -> Path:
@@ -112,9 +123,8 @@ def _download(name: str, entry: dict, progress: Progress | None = None) -> Path:
     try:  # into a temporary file of this process (another may download the same model), renamed when verified
         with atomic_path(target, overwrite=True) as partial:
             with urllib.request.urlopen(entry["url"], timeout=60) as response, open(partial, "wb") as out:
-                total = int(length) if (length := response.headers.get("Content-Length")) else None
-                done = 0
-                while chunk := response.read(1 << 20):
+                total, done = _length(response.headers.get("Content-Length")), 0
+                while chunk := response.read(1 << 16):
                     digest.update(chunk)
                     out.write(chunk)
                     done += len(chunk)

@@ -39,10 +39,11 @@ def _watch_stdin() -> None:
 
 
 def _interrupt_main() -> None:
-    """Ctrl-C for the main thread. Where POSIX threads are, a real SIGINT sent to it, which also breaks a
-    blocking read (a download from a stalled server); elsewhere (Windows) the interpreter's simulated one, which
+    """Ctrl-C for the main thread. Where it would raise KeyboardInterrupt (Python's own handler) and POSIX threads
+    are, a real SIGINT sent to it, which also breaks a blocking read (a download from a stalled server);
+    otherwise (Windows, training's handler that stops at the next step) the interpreter's simulated one, which
     takes effect at its next Python step."""
-    if hasattr(signal, "pthread_kill") and callable(signal.getsignal(signal.SIGINT)):  # a Python handler to run
+    if hasattr(signal, "pthread_kill") and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
     else:
         _thread.interrupt_main()

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from ..bundle.card import read_card
@@ -26,15 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def fetch(name: str, json_events: bool = False) -> Path:
     """:func:`resolve_bundle` with a download shown as it goes: JSON progress events on stdout (the Slicer
-    panel) or a tqdm bar of bytes on stderr. A bundle on disk or in the cache is returned silently."""
-    from tqdm import tqdm
-
+    panel; at most five a second) or a tqdm bar of bytes on stderr. A bundle on disk or in the cache is
+    returned silently."""
     if json_events:
+        last = 0.0
+
         def report(done: int, total: int | None) -> None:
+            nonlocal last
+            if time.monotonic() - last < 0.2 and done != total:
+                return
+            last = time.monotonic()
             size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
             print(json.dumps({"event": "progress", "fraction": round(done / total, 4) if total else 0.0,
                               "message": f"downloading {name}: {size}"}), flush=True)
         return resolve_bundle(name, report)
+    from tqdm import tqdm  # not in Slicer's own Python, where the panel asks for JSON events
+
     with tqdm(desc=f"download {name}", unit="B", unit_scale=True, delay=0.5, disable=None, file=sys.stderr) as bar:
         def show(done: int, total: int | None) -> None:
             bar.total = total
