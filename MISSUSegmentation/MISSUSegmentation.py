@@ -178,8 +178,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         is downloaded first if the user agrees, in the background (progress and Cancel in the Segment section),
         and comes into use when its download has finished."""
         if url := self.logic.pendingDownload(name):
-            busy = any(kind in self._jobs for kind in (SegmentationJob, DownloadJob))  # the section is taken
-            if not busy and slicer.util.confirmOkCancelDisplay(
+            if not self._segmenting() and slicer.util.confirmOkCancelDisplay(
                 _("Model {name} is not on this computer yet. Download it now (its SHA-256 is checked)?\n\n{url}")
                 .format(name=name, url=url)
             ):
@@ -259,10 +258,14 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return self.ui.trainingProgressBar, self.ui.trainingStatusLabel
         return self.ui.progressBar, self.ui.statusLabel
 
+    def _segmenting(self) -> bool:
+        """Whether the Segment section runs a job (a segmentation or a model download)."""
+        return SegmentationJob in self._jobs or DownloadJob in self._jobs
+
     def _updateEnabled(self) -> None:
         """Enable what may start now: one job per section (a segmentation or a download, which also holds the
         model selector; a training), and nothing that needs the missing packages."""
-        segmenting = SegmentationJob in self._jobs or DownloadJob in self._jobs
+        segmenting = self._segmenting()
         ready = not self._missing
         self.ui.modelSelector.enabled = not segmenting
         self.ui.segmentButton.enabled = ready and not segmenting

@@ -156,3 +156,22 @@ class Harness:
             if time.monotonic() > end:
                 raise TimeoutError(f"waited {timeout:.0f} s for {what}")
             self.process_events(0.05)
+
+
+def registry_of_the_shipped_model(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A ``registry.json`` (in a model folder of its own, with its own cache) whose one entry, ``la-mri-remote``,
+    is the shipped la-mri bundle zipped under ``tmp_path``; returns (the zip, the model folder)."""
+    import hashlib
+    import json
+    import zipfile
+
+    archive, models = tmp_path / "la-mri.zip", tmp_path / "models"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in (MODULE_DIR / "Resources" / "Models" / "la-mri").iterdir():
+            z.write(file, file.name)
+    models.mkdir()
+    entry = {"url": archive.as_uri(), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    (models / "registry.json").write_text(json.dumps({"models": {"la-mri-remote": entry}}))
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    return archive, models

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from app import Harness
+from app import Harness, registry_of_the_shipped_model
 
 RELEASE = os.environ["MISSU_SLICER_RELEASE"]
 CORE_PACKAGES = ("torch", "monai", "nibabel", "einops", "safetensors", "pyyaml", "tqdm", "matplotlib", "slicerio",
@@ -115,21 +115,7 @@ def test_a_job_finished_inside_a_dialog_is_not_finished_twice(harness, monkeypat
 def test_a_registry_model_downloads_before_the_packages_are_installed(harness, tmp_path, monkeypatch):
     """Choosing a registry model needs only Slicer's own Python: the download job runs there, the model comes
     into use, and Segment stays off until the packages are installed."""
-    import hashlib
-    import json
-    import zipfile
-
-    from app import ROOT
-
-    archive, models = tmp_path / "la-mri.zip", tmp_path / "models"
-    with zipfile.ZipFile(archive, "w") as z:
-        for file in (ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri").iterdir():
-            z.write(file, file.name)
-    models.mkdir()
-    entry = {"url": archive.as_uri(), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
-    (models / "registry.json").write_text(json.dumps({"models": {"la-mri-remote": entry}}))
-    monkeypatch.setenv("MISSU_MODELS", str(models))
-    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    registry_of_the_shipped_model(tmp_path, monkeypatch)
     _, widget = harness.open_panel()
     ui, errors = widget.ui, len(harness.dialogs.errors)
     widget._refreshModels()

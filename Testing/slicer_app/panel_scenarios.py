@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import vtk
 
-from app import ROOT, Harness
+from app import ROOT, Harness, registry_of_the_shipped_model
 
 RELEASE = os.environ["MISSU_SLICER_RELEASE"]
 LA = ROOT.parent / "shared" / "data" / "la2018"
@@ -113,18 +113,7 @@ def test_model_list_refresh_keeps_the_users_choices(harness, panel):
 
 
 def test_a_registry_model_is_listed_and_downloaded_only_once_the_user_agrees(harness, panel, tmp_path, monkeypatch):
-    import hashlib
-    import zipfile
-
-    archive, models = tmp_path / "la-mri.zip", tmp_path / "models"
-    with zipfile.ZipFile(archive, "w") as z:
-        for file in (ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri").iterdir():
-            z.write(file, file.name)
-    models.mkdir()
-    entry = {"url": archive.as_uri(), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
-    (models / "registry.json").write_text(json.dumps({"models": {"la-mri-remote": entry}}))
-    monkeypatch.setenv("MISSU_MODELS", str(models))
-    monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
+    archive, models = registry_of_the_shipped_model(tmp_path, monkeypatch)
     ui, questions = panel.ui, harness.dialogs.questions
     panel._refreshModels()
     assert items(ui.modelSelector) == ["la-mri", "la-mri-remote"]

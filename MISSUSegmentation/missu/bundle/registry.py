@@ -99,10 +99,12 @@ def pending_download(name: str) -> str | None:
         entry = remote_models().get(name)
     except MISSUError:
         return None
-    if not entry:
-        return None
-    cached = cached_path(name, entry)
-    return None if cached.is_file() and _sha256(cached) == entry["sha256"] else entry["url"]
+    return entry["url"] if entry and not _whole(cached_path(name, entry), entry) else None
+
+
+def _whole(cached: Path, entry: dict) -> bool:
+    """Whether a registry model's cached file is there and is the registry's (its SHA-256 matches)."""
+    return cached.is_file() and _sha256(cached) == entry["sha256"]
 
 
 def _length(header: str | None) -> int | None:
@@ -115,9 +117,9 @@ def _length(header: str | None) -> int | None:
 
 def _download(name: str, entry: dict, progress: Progress | None = None) -> Path:
     target = cached_path(name, entry)
+    if _whole(target, entry):
+        return target
     if target.is_file():
-        if _sha256(target) == entry["sha256"]:
-            return target
         target.unlink()  # damaged in the cache: fetch it again
     digest = hashlib.sha256()
     try:  # into a temporary file of this process (another may download the same model), renamed when verified

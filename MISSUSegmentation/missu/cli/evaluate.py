@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     def segmenter(index: int) -> Segmenter:
         if index not in segmenters:
-            segmenters[index] = Segmenter(models[index], device=args.device, tta=args.tta, backend=args.backend,
+            segmenters[index] = Segmenter(paths[index], device=args.device, tta=args.tta, backend=args.backend,
                                           amp=args.precision == "auto")
         return segmenters[index]
 
