@@ -283,6 +283,25 @@ def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_s
     assert logic.pendingDownload("remote") == url  # damaged in the cache: downloaded again, in a job, not in Slicer
 
 
+def test_a_download_that_crashes_shows_its_stderr_and_leaves_no_log(mrml_scene, monkeypatch):
+    """A download child that dies without a JSON error (an import error, a crash): the panel's error ends with
+    what it wrote to stderr, and the temporary log goes with the job."""
+    from pathlib import Path
+
+    import MISSUSegmentationLib.logic as logic_module
+    from MISSUSegmentationLib.jobs import JobFailed
+
+    script = "import sys\nprint('ImportError: no module named certifi', file=sys.stderr)\nsys.exit(3)\n"
+    monkeypatch.setattr(logic_module, "missu_command",
+                        lambda *arguments: [sys.executable, "-c", script, "--stdin-control", *arguments])
+    job = _logic(mrml_scene).startDownload("remote")
+    log = Path(job.process.log_path)
+    assert job.process.wait(timeout=60) == 3
+    with pytest.raises(JobFailed, match=r"(?s)missu models stopped \(exit code 3\):\n.*ImportError: no module named certifi"):
+        job.finish()
+    assert not log.parent.exists()
+
+
 def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, make_bundle, tmp_path):
     logic = _logic(mrml_scene)
     with pytest.raises(ValueError, match="needs 1 input volume"):

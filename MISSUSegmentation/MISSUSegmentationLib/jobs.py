@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from .process import JsonProcess
 
@@ -16,8 +17,12 @@ class JobFailed(RuntimeError):
 
 
 class Job:
-    def __init__(self, process: JsonProcess) -> None:
+    """``cleanup`` (if given) runs once the job has finished, whatever the outcome: it removes the job's
+    temporary folder, its stderr log included, after :meth:`finish` has read the log's tail."""
+
+    def __init__(self, process: JsonProcess, cleanup: Callable[[], None] | None = None) -> None:
         self.process = process
+        self._cleanup = cleanup
         self.fraction, self.status = 0.0, "starting"
         self.error: str | None = None
         self.cancelled = False
@@ -49,6 +54,13 @@ class Job:
     def finish(self) -> str:
         """The final status line; raises :class:`JobFailed` if the job failed (a cancel is not a failure, but
         an error while stopping is: a failed last checkpoint must not read as a clean stop)."""
+        try:
+            return self._finish()
+        finally:
+            if self._cleanup:
+                self._cleanup()
+
+    def _finish(self) -> str:
         code = self.process.wait()
         for event in self.process.poll():
             self.update(event)
@@ -79,15 +91,9 @@ class SegmentationJob(Job):
     while the job ran, or None)."""
 
     def __init__(self, process: JsonProcess, load, cleanup) -> None:
-        super().__init__(process)
-        self._load, self._cleanup = load, cleanup
+        super().__init__(process, cleanup)
+        self._load = load
         self.segmentation = None
-
-    def finish(self) -> str:
-        try:
-            return super().finish()
-        finally:
-            self._cleanup()
 
     def on_success(self) -> str:
         self.segmentation, volumes, kept = self._load()
@@ -100,8 +106,8 @@ class SegmentationJob(Job):
 class DownloadJob(Job):
     """``missu models --fetch MODEL --json``: a registry model downloaded into the cache, SHA-256 checked."""
 
-    def __init__(self, process: JsonProcess, model: str) -> None:
-        super().__init__(process)
+    def __init__(self, process: JsonProcess, model: str, cleanup: Callable[[], None] | None = None) -> None:
+        super().__init__(process, cleanup)
         self.model = model
 
     def on_success(self) -> str:

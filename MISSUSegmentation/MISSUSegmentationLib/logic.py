@@ -68,8 +68,16 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def startDownload(model: str) -> DownloadJob:
         """Start downloading a registry model (``missu models --fetch``) in a subprocess, so Slicer stays
-        responsive; the panel polls the returned job, which shows its progress and can be cancelled."""
-        return DownloadJob(JsonProcess(missu_command("models", "--fetch", model, "--json"), grace_s=10), model)
+        responsive; the panel polls the returned job, which shows its progress and can be cancelled. Its stderr
+        goes to a temporary log, whose end a crash without a message of its own is reported with."""
+        folder = tempfile.TemporaryDirectory(prefix="missu-download-")
+        try:
+            process = JsonProcess(missu_command("models", "--fetch", model, "--json"),
+                                  log_path=Path(folder.name) / "download.log", grace_s=10)
+        except BaseException:
+            folder.cleanup()
+            raise
+        return DownloadJob(process, model, folder.cleanup)
 
     @staticmethod
     def modelCard(model: str):
