@@ -26,7 +26,7 @@ CASE = "la_0RZDK210BSMWAA6467LU"  # a validation case of the shipped la-mri
 @pytest.fixture
 def openvino(monkeypatch, tmp_path):
     if not openvino_available():
-        missing_tool("OpenVINO (pip install 'missu[openvino]')")
+        missing_tool("OpenVINO (pip install openvino)")
     monkeypatch.setenv("MISSU_CACHE", str(tmp_path / "cache"))
 
 
@@ -45,7 +45,7 @@ def test_backend_choice_follows_the_machine(monkeypatch):
         choose_backend("tensorrt", cpu)
     monkeypatch.setattr(backends, "openvino_available", lambda: False)
     assert choose_backend("auto", cpu) == "torch"  # optional: the engine runs without it
-    with pytest.raises(MISSUError, match=r"OpenVINO is not installed \(pip install 'missu\[openvino\]'\)"):
+    with pytest.raises(MISSUError, match=r"OpenVINO is not installed \(pip install openvino\)"):
         choose_backend("openvino", cpu)
 
 

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     brats = actions.add_parser("import-brats", help="dataset.json from per-case folders of BraTS files")
     brats.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="one or more BraTS-layout folders")
-    brats.add_argument("--output", type=Path, help="dataset.json to write (default: FOLDER/dataset.json)")
+    brats.add_argument("--output", type=Path, help="dataset.json to write (default: dataset.json in the first FOLDER)")
     brats.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES),
                        help="channels to use, in this order (default: t1 t1c t2 flair)")
     brats.add_argument("--labels", default="124", choices=sorted(CONVENTIONS),

@@ -1,4 +1,5 @@
-"""Runtimes for the network's sliding windows: PyTorch (always there) and OpenVINO (``pip install missu[openvino]``).
+"""Runtimes for the network's sliding windows: PyTorch (always there) and OpenVINO (``pip install openvino``, or
+the package's ``openvino`` extra).
 
 The choice follows the measurements in ``benchmarks/results/``: on CPUs with AMX, PyTorch in bf16; on other CPUs
 (AVX-512, AVX2), OpenVINO in float32 where it is installed, else PyTorch in float32; on CUDA, PyTorch. Tried and
@@ -67,7 +68,7 @@ def choose_backend(requested: str, device: torch.device) -> str:
         if device.type != "cpu":
             raise MISSUError(f"backend openvino runs on the CPU, not on {device}")
         if not openvino_available():
-            raise MISSUError("backend openvino: OpenVINO is not installed (pip install 'missu[openvino]')")
+            raise MISSUError("backend openvino: OpenVINO is not installed (pip install openvino)")
         return "openvino"
     if requested == "auto" and device.type == "cpu" and not cpu_has_amx() and openvino_available():
         return "openvino"
