@@ -129,10 +129,11 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
         self._parameterNode, self._parameterNodeGuiTag = parameterNode, None
         if parameterNode is not None:
-            # connectGui returns the tag from Slicer 5.10 on; 5.8 returns None, so ask for the mapping's tag.
+            # connectGui returns the tag from Slicer 5.10 on; 5.8 returns None, so ask for the mapping's tag. Every
+            # value of self.ui is a QObject (childWidgetVariables); no isinstance test: PythonQt says False for them.
             self._parameterNodeGuiTag = parameterNode.connectParametersToGui(
                 {w.property("SlicerParameterName"): w for w in self.ui.__dict__.values()
-                 if isinstance(w, qt.QObject) and w.property("SlicerParameterName")})
+                 if w.property("SlicerParameterName")})
 
     # -- model and inputs --------------------------------------------------------------------------------
 
