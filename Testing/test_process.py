@@ -44,6 +44,20 @@ def test_stop_over_stdin_interrupts_the_child_cleanly():
     assert job.finish() == "Cancelled."  # shown as a cancel, not as a failure
 
 
+def test_cancel_twice_while_the_child_is_still_stopping():
+    """A second click on Cancel (or module cleanup after a Stop) while training still writes its checkpoint."""
+    script = ("import json, sys, time\nprint(json.dumps({'event': 'start'}), flush=True)\n"
+              "sys.stdin.readline()\ntime.sleep(2)  # the last checkpoint\n"
+              "print(json.dumps({'event': 'cancelled'}), flush=True)\n")
+    job = Job(proc.JsonProcess([sys.executable, "-c", script]))
+    _wait_for_event(job.process, "start")
+    job.cancel()
+    time.sleep(0.5)
+    assert job.running
+    job.cancel()  # stdin is closed by now: nothing to write, no error
+    assert job.process.wait(timeout=30) == 0 and job.finish() == "Cancelled."
+
+
 def test_missu_cancel_over_stdin_exits_130_with_a_cancelled_event(tmp_path, make_bundle, phantom):
     path, _ = phantom()
     process = proc.JsonProcess(proc.missu_command(

@@ -209,6 +209,44 @@ def test_panel_job_keeps_segments_drawn_into_an_empty_output_while_it_ran(mrml_s
     assert job.segmentation is not output and [s.GetName() for s in _segments(job.segmentation)] == ["left atrium"]
 
 
+def test_panel_job_never_replaces_a_segmentation_edited_or_deleted_while_it_ran(mrml_scene, make_bundle):
+    """The user agreed to replace a previous result, then went on correcting it in Segment Editor while the job
+    ran: those corrections are kept and the result goes to a new node. Untouched, the output is replaced; deleted
+    during the run, the result still lands in the scene."""
+    import slicer
+    from MISSUSegmentationLib.mrml import segment_volumes_ml
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    volume, _ = _volume(mrml_scene, "image")
+    logic, bundle = _logic(mrml_scene), str(make_bundle())
+
+    def run(output, while_running=lambda: None):
+        job = logic.startSegmentation([volume], bundle, device="cpu", outputSegmentation=output)
+        while_running()
+        assert job.process.wait(timeout=300) == 0
+        return job.finish(), job.segmentation
+
+    _, output = run(None)
+    message, result = run(output)  # untouched: replaced in place
+    assert result is output and "kept" not in message
+
+    def erase():  # as Segment Editor's Erase writes a segment back
+        seg = output.GetSegmentation()
+        segment_id = seg.GetNthSegmentID(0)
+        erased = slicer.vtkOrientedImageData()
+        erased.DeepCopy(seg.GetSegment(segment_id).GetRepresentation(seg.GetSourceRepresentationName()))
+        vtk_to_numpy(erased.GetPointData().GetScalars())[:] = 0
+        slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+            erased, output, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+
+    message, result = run(output, erase)
+    assert f"{output.GetName()} was edited during the run and is kept" in message and result is not output
+    assert segment_volumes_ml(output) == {"left atrium": 0.0} and segment_volumes_ml(result)["left atrium"] > 0
+
+    message, result = run(output, lambda: mrml_scene.RemoveNode(output))
+    assert result is not output and result.GetScene() is mrml_scene and "kept" not in message
+
+
 def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_scene, tmp_path, monkeypatch):
     """The panel's download of a registry model (a `missu models --fetch` subprocess, so Slicer stays responsive):
     progress in bytes as the server sends; a cancel mid-way leaves no file in the cache and the model still to

@@ -171,14 +171,16 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
             folder.cleanup()
             raise
         reference = inputVolumeNodes[0]
-        was_empty = outputSegmentation is None or outputSegmentation.GetSegmentation().GetNumberOfSegments() == 0
+        before = mrml.edit_stamp(outputSegmentation) if outputSegmentation is not None else None
 
         def load():
             import SimpleITK as sitk  # our own outputs: no input checks apply
 
             target, kept = outputSegmentation, None
-            if target is not None and was_empty and target.GetSegmentation().GetNumberOfSegments():
-                target, kept = None, target.GetName()  # drawn into while the job ran: keep it, write a new node
+            if target is not None and target.GetScene() is None:
+                target = None  # deleted while the job ran: the result goes to a new node
+            elif target is not None and mrml.edit_stamp(target) != before:
+                target, kept = None, target.GetName()  # edited while the job ran: keep it, write a new node
             labels = sitk.ReadImage(label_path)
             segmentation = mrml.labels_to_segmentation(self.scene, labels, card, reference, target)
             segmentation.CreateClosedSurfaceRepresentation()

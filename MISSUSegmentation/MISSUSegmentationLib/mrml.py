@@ -89,6 +89,18 @@ def labels_to_segmentation(scene, labels: sitk.Image, card: ModelCard, reference
         scene.RemoveNode(labelmap)
 
 
+def edit_stamp(segmentation) -> tuple:
+    """What changes when anyone edits ``segmentation``'s segments (adds, removes, paints, erases): each segment's
+    ID with the modification time of its source representation (Segment Editor modifies that in place)."""
+    seg = segmentation.GetSegmentation()
+    source = seg.GetSourceRepresentationName()
+    stamp = []
+    for index in range(seg.GetNumberOfSegments()):
+        data = seg.GetNthSegment(index).GetRepresentation(source)
+        stamp.append((seg.GetNthSegmentID(index), data.GetMTime() if data is not None else 0))
+    return tuple(stamp)
+
+
 def segmentation_to_labels(scene, segmentation, reference, card: ModelCard) -> sitk.Image:
     """The (reviewed) segmentation as a label image on ``reference``'s grid, segments matched to the card's
     labels by name; segments the card does not know are refused."""

@@ -115,8 +115,9 @@ class JsonProcess:
 
     def stop(self) -> None:
         """Ask the process to stop cleanly (training checkpoints first); :meth:`poll` kills it after ``grace_s``."""
-        if self.stop_requested_at is None:
-            self.stop_requested_at = time.monotonic()
+        if self.stop_requested_at is not None:  # asked already (a second click on Cancel): stdin is closed
+            return
+        self.stop_requested_at = time.monotonic()
         if self.running:
             try:
                 self.process.stdin.write(b"stop\n")
