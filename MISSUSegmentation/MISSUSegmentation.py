@@ -103,7 +103,9 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._showDependencies()
 
     def cleanup(self) -> None:
-        self.onCancel()
+        for job in self._jobs.values():
+            job.abandon()
+        self._jobs.clear()
         if self._timer:
             self._timer.stop()
         self.removeObservers()
@@ -220,13 +222,13 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onSegment(self) -> None:
         p = self._parameterNode
+        output = p.outputSegmentation  # questions before the wait cursor, which would cover them
+        replaces = output is not None and output.GetSegmentation().GetNumberOfSegments() > 0
+        if replaces and not slicer.util.confirmYesNoDisplay(
+            _("'{name}' already holds segments (maybe your edits). Replace them?").format(name=output.GetName())
+        ):
+            return
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed to start."), waitCursor=True):
-            output = p.outputSegmentation
-            if output is not None and output.GetSegmentation().GetNumberOfSegments() > 0:
-                if not slicer.util.confirmYesNoDisplay(
-                    _("'{name}' already holds segments (maybe your edits). Replace them?").format(name=output.GetName())
-                ):
-                    return
             volumes = self._inputs(len(self.logic.modelCard(p.model).inputs))
             job = self.logic.startSegmentation(volumes, p.model, device=p.device, tta=p.tta,
                                               uncertainty=p.uncertainty, outputSegmentation=output)
@@ -234,13 +236,13 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onTrain(self) -> None:
         p = self._parameterNode
+        resume = self.logic.holdsRun(p.trainingOutput)
+        if resume and not slicer.util.confirmYesNoDisplay(
+            _("{folder} holds a run. Continue it from its last checkpoint (with the settings it started "
+              "with)?").format(folder=p.trainingOutput)
+        ):
+            return
         with slicer.util.tryWithErrorDisplay(_("Training failed to start."), waitCursor=True):
-            resume = self.logic.holdsRun(p.trainingOutput)
-            if resume and not slicer.util.confirmYesNoDisplay(
-                _("{folder} holds a run. Continue it from its last checkpoint (with the settings it started "
-                  "with)?").format(folder=p.trainingOutput)
-            ):
-                return
             job = self.logic.startTraining(p.trainingDataset, p.trainingOutput, preset=p.trainingPreset,
                                            epochs=p.trainingEpochs, init=p.model if p.fineTune else None,
                                            device=p.device, resume=resume)
@@ -322,11 +324,11 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onExportDicomSeg(self) -> None:
         p = self._parameterNode
+        path = p.dicomSegFile
+        if path is not None and path.is_file() and not slicer.util.confirmYesNoDisplay(
+                _("{path} exists. Replace it?").format(path=path)):
+            return
         with slicer.util.tryWithErrorDisplay(_("Could not export the DICOM SEG."), waitCursor=True):
-            path = p.dicomSegFile
-            if path is not None and path.is_file() and not slicer.util.confirmYesNoDisplay(
-                    _("{path} exists. Replace it?").format(path=path)):
-                return
             written = self.logic.exportDicomSeg(p.outputSegmentation, p.inputVolume0, path, p.model, overwrite=True)
             self.ui.reviewStatusLabel.text = _("Wrote DICOM SEG {path}").format(path=written)
 
@@ -334,8 +336,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._missing = missing = dependencies.missing_requirements()
         self.ui.installButton.visible = bool(missing)
         self._updateEnabled()
-        if missing:
-            self.ui.statusLabel.text = _("Missing Python packages: {names}").format(names=", ".join(missing))
+        self.ui.statusLabel.text = (_("Missing Python packages: {names}").format(names=", ".join(missing))
+                                    if missing else "")
 
     def onInstallDependencies(self) -> None:
         plan = dependencies.plan()
@@ -348,12 +350,12 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             _("MISSU needs these Python packages; install them now? Packages that Slicer ships are kept "
               "as they are.\n\n{names}").format(names="\n".join(wanted))
         ):
-            with slicer.util.tryWithErrorDisplay(_("Installation failed."), waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Installation failed."), waitCursor=True):  # re-raises
                 dependencies.install(plan)
-                if plan.restart_needed and slicer.util.confirmYesNoDisplay(
-                    _("Slicer must restart to use the updated packages. Restart now?")
-                ):
-                    slicer.util.restart()
+            if plan.restart_needed and slicer.util.confirmYesNoDisplay(
+                _("Slicer must restart to use the updated packages. Restart now?")
+            ):
+                slicer.util.restart()
         self._showDependencies()
 
 

@@ -247,6 +247,19 @@ def test_panel_job_never_replaces_a_segmentation_edited_or_deleted_while_it_ran(
     assert result is not output and result.GetScene() is mrml_scene and "kept" not in message
 
 
+def test_an_abandoned_segmentation_stops_and_leaves_no_copy_of_the_volumes(mrml_scene, make_bundle):
+    """Module unloaded or Slicer quitting while a segmentation runs: the child goes and so do its temporary
+    files, which hold a copy of the patient's volumes."""
+    from pathlib import Path
+
+    volume, _ = _volume(mrml_scene, "image")
+    job = _logic(mrml_scene).startSegmentation([volume], str(make_bundle()), device="cpu")
+    folder = Path(job.process.log_path).parent
+    assert any(folder.glob("*.nrrd"))
+    job.abandon(wait_s=5)
+    assert not job.running and not folder.exists()
+
+
 def test_registry_download_job_shows_progress_and_a_cancel_leaves_nothing(mrml_scene, tmp_path, monkeypatch):
     """The panel's download of a registry model (a `missu models --fetch` subprocess, so Slicer stays responsive):
     progress in bytes as the server sends; a cancel mid-way leaves no file in the cache and the model still to
@@ -344,11 +357,16 @@ def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, 
     logic = _logic(mrml_scene)
     with pytest.raises(ValueError, match="needs 1 input volume"):
         logic.startSegmentation([None], str(make_bundle()))
+    volume, _ = _volume(mrml_scene, "flair scan")
+    two_inputs = str(make_bundle("two", in_channels=2, labels=((1, "edema"),)))  # flair, t1c
+    for start in (logic.startSegmentation, logic.segment):  # one scan given for both: refused, not run
+        with pytest.raises(ValueError, match="flair scan is chosen both as flair and as t1c"):
+            start([volume, volume], two_inputs)
     with pytest.raises(ValueError, match="Choose a run folder first"):
         logic.startTraining(tmp_path / "dataset.json", "")
     with pytest.raises(ValueError, match="no such dataset file"):
         logic.startTraining(tmp_path / "dataset.json", tmp_path / "run")
-    assert list(tmp_path.iterdir()) == [p for p in tmp_path.iterdir() if p.name == "bundle"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "two"]  # nothing written
 
 
 def test_console_batch_over_a_folder(mrml_scene, make_bundle, phantom, tmp_path):

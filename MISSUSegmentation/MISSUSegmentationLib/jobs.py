@@ -5,7 +5,9 @@ The panel's timer calls :meth:`Job.poll` and, once the process has left, :meth:`
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -57,8 +59,29 @@ class Job:
         try:
             return self._finish()
         finally:
-            if self._cleanup:
-                self._cleanup()
+            self._remove_temporary_files()
+
+    def abandon(self, wait_s: float = 5.0) -> None:
+        """The panel goes away (module unloaded, Slicer quits): stop the job. One with temporary files (copies of
+        the patient's volumes) is killed if it has not left within ``wait_s``, and its files are removed now;
+        training keeps its clean stop (it writes its last checkpoint and leaves on its own)."""
+        self.cancel()
+        if self._cleanup is None:
+            return
+        try:
+            self.process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._remove_temporary_files()
+
+    def _remove_temporary_files(self) -> None:
+        cleanup, self._cleanup = self._cleanup, None
+        try:
+            if cleanup:
+                cleanup()
+        except OSError as exc:  # a file still held (Windows: antivirus, a slow child): not the job's outcome
+            logging.warning("MISSU: could not remove a job's temporary files: %s", exc)
 
     def _finish(self) -> str:
         code = self.process.wait()

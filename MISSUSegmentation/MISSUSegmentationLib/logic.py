@@ -33,6 +33,20 @@ def chosen_path(value, what: str) -> Path:
     return Path(value)
 
 
+def model_inputs(card, volumes) -> list:
+    """One volume per model input, in the card's order, each a different volume (a 4-channel model fed the same
+    scan twice would run and draw nonsense)."""
+    volumes = list(volumes)
+    if len(volumes) != len(card.inputs) or any(v is None for v in volumes):
+        raise ValueError(f"Model {card.name} needs {len(card.inputs)} input volume(s): "
+                         + ", ".join(c.description or c.name for c in card.inputs))
+    for index, volume in enumerate(volumes):
+        if (first := volumes.index(volume)) < index:
+            raise ValueError(f"Model {card.name}: {volume.GetName()} is chosen both as {card.inputs[first].name} and "
+                             f"as {card.inputs[index].name}; choose one volume per input.")
+    return volumes
+
+
 class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
     """``scene`` defaults to Slicer's."""
 
@@ -124,6 +138,7 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
             if key not in self._segmenters:
                 self._segmenters[key] = Segmenter(model, device=device, tta=tta)
             segmenter = self._segmenters[key]
+        volumes = model_inputs(segmenter.card, volumes)
         images = [mrml.volume_to_image(v) for v in volumes]
         result = segmenter.segment(images, names=[v.GetName() for v in volumes], uncertainty=uncertainty,
                                    progress=progress, cancel=cancel)
@@ -148,9 +163,7 @@ class MISSUSegmentationLogic(ScriptedLoadableModuleLogic):
         from missu.data.segfile import write_image
 
         card = self.modelCard(model)
-        if len(inputVolumeNodes) < len(card.inputs) or any(v is None for v in inputVolumeNodes):
-            raise ValueError(f"Model {card.name} needs {len(card.inputs)} input volume(s): "
-                             + ", ".join(c.description or c.name for c in card.inputs))
+        inputVolumeNodes = model_inputs(card, inputVolumeNodes)
         folder = tempfile.TemporaryDirectory(prefix="missu-")
         try:
             inputs = []

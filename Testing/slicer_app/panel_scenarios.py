@@ -324,5 +324,11 @@ def test_scene_close_then_cleanup(harness, panel):
     harness.scene.Clear(0)  # File > Close scene: StartClose/EndClose
     harness.process_events(0.1)
     assert panel._parameterNode is not None and panel._parameterNode.model == "la-mri"  # a new one, reconnected
+    panel._parameterNode.inputVolume0 = load_volume(harness, CASES[0])
+    panel.ui.segmentButton.click()  # still running when Slicer quits
+    job = running(panel, "SegmentationJob")
+    folder = Path(job.process.log_path).parent
+    assert any(folder.glob("*.nrrd"))  # a copy of the patient's volume, for the child
     harness.slicer.app.moduleManager().unload("MISSUSegmentation")
     assert panel._parameterNode is None and not panel._jobs
+    assert not job.running and not folder.exists()  # stopped, and no copy left behind
