@@ -77,6 +77,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._timer = None
         self._choosingModel = False  # a model change is under way (its dialogs run the event loop)
         self._missing: list[str] = []  # Python packages the core needs and this Slicer lacks
+        self._pathFields: dict = {}  # parameter name -> its ctkPathLineEdit
+        self._installing = False  # packages being installed (the event loop runs meanwhile)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -129,13 +131,14 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def setParameterNode(self, parameterNode) -> None:
         if self._parameterNode is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-        self._parameterNode, self._parameterNodeGuiTag = parameterNode, None
+        self._parameterNode, self._parameterNodeGuiTag, self._pathFields = parameterNode, None, {}
         if parameterNode is not None:
             # connectGui returns the tag from Slicer 5.10 on; 5.8 returns None, so ask for the mapping's tag. Every
             # value of self.ui is a QObject (childWidgetVariables); no isinstance test: PythonQt says False for them.
-            self._parameterNodeGuiTag = parameterNode.connectParametersToGui(
-                {w.property("SlicerParameterName"): w for w in self.ui.__dict__.values()
-                 if w.property("SlicerParameterName")})
+            bound = {w.property("SlicerParameterName"): w for w in self.ui.__dict__.values()
+                     if w.property("SlicerParameterName")}
+            self._parameterNodeGuiTag = parameterNode.connectParametersToGui(bound)
+            self._pathFields = {name: w for name, w in bound.items() if hasattr(w, "currentPath")}
 
     # -- model and inputs --------------------------------------------------------------------------------
 
@@ -215,6 +218,12 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 setattr(self._parameterNode, f"inputVolume{index}", node)
         self._parameterNode.model = name  # last: only a model shown whole is the one in use
 
+    def _readPathFields(self) -> None:
+        """The path fields as shown: CTK passes a typed path on only while it is acceptable (not empty, matching
+        the name filter), so a cleared field would otherwise leave its previous path in the parameter node."""
+        for name, field in self._pathFields.items():
+            setattr(self._parameterNode, name, Path(field.currentPath))
+
     def _inputs(self, count: int) -> list:
         return [getattr(self._parameterNode, f"inputVolume{i}") for i in range(count)]
 
@@ -235,6 +244,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._start(job)
 
     def onTrain(self) -> None:
+        self._readPathFields()
         p = self._parameterNode
         resume = self.logic.holdsRun(p.trainingOutput)
         if resume and not slicer.util.confirmYesNoDisplay(
@@ -267,9 +277,10 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _updateEnabled(self) -> None:
         """Enable what may start now: one job per section (a segmentation or a download, which also holds the
-        model selector; a training), and nothing that needs the missing packages."""
-        segmenting = self._segmenting()
-        ready = not self._missing
+        model selector; a training), nothing that needs the missing packages, and nothing while they install."""
+        segmenting = self._segmenting() or self._installing
+        ready = not self._missing and not self._installing
+        self.ui.installButton.enabled = not self._installing
         self.ui.modelSelector.enabled = not segmenting
         self.ui.segmentButton.enabled = ready and not segmenting
         self.ui.trainButton.enabled = ready and TrainingJob not in self._jobs
@@ -304,6 +315,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                     statusLabel.text = job.status  # the error, should finish() raise
                     statusLabel.text = job.finish()
                     progressBar.value = int(100 * job.fraction)  # with the events read by finish()
+                # Without the wait cursor: a model change may ask a question or show an error of its own
+                with slicer.util.tryWithErrorDisplay(_("The panel could not take in the job's result.")):
                     if isinstance(job, DownloadJob) and not job.cancelled:
                         self.ui.modelSelector.setCurrentText(job.model)  # now on this computer: into use
                     if (isinstance(job, SegmentationJob) and job.segmentation is not None and self._parameterNode
@@ -316,6 +329,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     # -- review loop and dependencies ----------------------------------------------------------------------
 
     def onAddReviewedCase(self) -> None:
+        self._readPathFields()
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=True):
             volumes = self._inputs(len(self.logic.modelCard(p.model).inputs))
@@ -323,6 +337,7 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.reviewStatusLabel.text = _("Added case {case} to {folder}").format(case=case, folder=p.reviewFolder)
 
     def onExportDicomSeg(self) -> None:
+        self._readPathFields()
         p = self._parameterNode
         path = p.dicomSegFile
         if path is not None and path.is_file() and not slicer.util.confirmYesNoDisplay(
@@ -350,13 +365,18 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             _("MISSU needs these Python packages; install them now? Packages that Slicer ships are kept "
               "as they are.\n\n{names}").format(names="\n".join(wanted))
         ):
-            with slicer.util.tryWithErrorDisplay(_("Installation failed."), waitCursor=True):  # re-raises
-                dependencies.install(plan)
+            self._installing = True  # Slicer runs the event loop while pip prints: no second install meanwhile
+            self._updateEnabled()
+            try:
+                with slicer.util.tryWithErrorDisplay(_("Installation failed."), waitCursor=True):  # re-raises
+                    dependencies.install(plan)
+            finally:
+                self._installing = False
+                self._showDependencies()
             if plan.restart_needed and slicer.util.confirmYesNoDisplay(
                 _("Slicer must restart to use the updated packages. Restart now?")
             ):
                 slicer.util.restart()
-        self._showDependencies()
 
 
 class MISSUSegmentationTest(ScriptedLoadableModuleTest):

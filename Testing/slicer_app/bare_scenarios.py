@@ -65,6 +65,26 @@ def test_a_slicer_whose_own_packages_are_too_old_is_told_so_not_asked_to_install
     assert "numpy>=1.24,<3" in harness.dialogs.errors[errors]
 
 
+def test_while_packages_install_nothing_else_starts_and_then_the_panel_is_ready(harness, monkeypatch):
+    """Slicer runs the event loop while pip prints: meanwhile no second install, model change or job; after it,
+    the missing-packages line goes and Segment is on."""
+    from MISSUSegmentationLib import dependencies
+
+    _, widget = harness.open_panel()
+    ui, seen = widget.ui, []
+    assert "Missing Python packages" in ui.statusLabel.text
+
+    def install(plan, **kwargs):
+        seen.append((ui.installButton.enabled, ui.modelSelector.enabled, ui.segmentButton.enabled))
+        monkeypatch.setattr(dependencies, "missing_requirements", lambda: [])  # installed
+
+    monkeypatch.setattr(dependencies, "install", install)
+    harness.dialogs.answers = [True]
+    ui.installButton.click()
+    assert seen == [(False, False, False)]
+    assert ui.statusLabel.text == "" and not ui.installButton.visible and ui.segmentButton.enabled
+
+
 def test_the_self_test_skips_where_the_packages_are_missing(harness):
     import io
     import unittest

@@ -3,6 +3,9 @@ signals Slicer's Python uses. Classes the connectors only compare against are di
 
 from __future__ import annotations
 
+import fnmatch
+import re
+
 import qt
 from PySide6.QtCore import Property, Signal
 from __feature__ import true_property  # noqa: F401  (as qt.py: PySide switches features per module)
@@ -30,9 +33,15 @@ class ctkPathLineEdit(qt.QWidget):
         self.lineEdit = qt.QLineEdit(self)
         layout.addWidget(self.lineEdit)
         layout.addWidget(qt.QToolButton(self, text="..."))
-        self.lineEdit.textChanged.connect(self.currentPathChanged)
+        self.lineEdit.textChanged.connect(self._text_changed)
         self._filters = 0
         self._name_filters: list[str] = []
+
+    def _text_changed(self, text: str) -> None:
+        """As CTK: currentPathChanged only for acceptable input (not empty; matching a name filter if any)."""
+        patterns = [p for f in self._name_filters for p in (re.findall(r"\(([^)]*)\)", f) or [f])[0].split()]
+        if text and (not patterns or any(fnmatch.fnmatch(text, p) for p in patterns)):
+            self.currentPathChanged.emit(text)
 
     def _path(self) -> str:
         return self.lineEdit.text

@@ -317,6 +317,12 @@ def test_export_dicom_seg_of_a_volume_loaded_from_dicom(harness, panel, tmp_path
     harness.dialogs.answers = [False]  # asked before replacing: "No" leaves the file as it was
     panel.ui.exportDicomSegButton.click()
     assert "exists. Replace it?" in harness.dialogs.questions[-1] and target.read_bytes() == written
+
+    panel.ui.dicomSegFileLineEdit.currentPath = ""  # cleared: CTK does not pass an empty path on; the panel reads it
+    panel.ui.exportDicomSegButton.click()
+    assert harness.dialogs.errors and "Choose a DICOM SEG file (.dcm) first." in harness.dialogs.errors[-1]
+    harness.exceptions.clear()  # tryWithErrorDisplay shows the error and re-raises it into the slot
+    assert target.read_bytes() == written
     del harness.slicer.dicomDatabase
 
 

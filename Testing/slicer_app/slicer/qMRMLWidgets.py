@@ -27,8 +27,8 @@ class qMRMLWidget(qt.QWidget):
 
 
 class qMRMLNodeComboBox(qt.QComboBox):
-    """Lists the scene's nodes of ``nodeTypes`` (item data: node ID); selects the first node when None is not
-    allowed, as the real one does."""
+    """Lists the scene's nodes of ``nodeTypes`` (item data: node ID); selects a node by itself only as the real
+    one does (see ``_refill``)."""
 
     currentNodeChanged = Signal(object)
 
@@ -73,7 +73,7 @@ class qMRMLNodeComboBox(qt.QComboBox):
         return nodes
 
     def _refill(self) -> None:
-        current = self.currentData()
+        current, was_empty = self.currentData(), self.count == 0
         self.blockSignals(True)
         self.clear()
         if self._noneEnabled:
@@ -81,7 +81,12 @@ class qMRMLNodeComboBox(qt.QComboBox):
         for node in self._nodes():
             self.addItem(node.GetName(), node.GetID())
         index = self.findData(current) if current is not None else -1
-        self.setCurrentIndex(index if index >= 0 else (0 if self.count else -1))
+        if index < 0:
+            # Qt's QComboBox makes its first row current only when rows arrive in an empty combo box; the real
+            # node combo box is never empty when it has "None" or post items (create, delete, rename current)
+            actions = self._addEnabled or self._removeEnabled or self._renameEnabled
+            index = 0 if self.count and (self._noneEnabled or (was_empty and not actions)) else -1
+        self.setCurrentIndex(index)
         self.blockSignals(False)
         if self.currentData() != current:
             self.currentNodeChanged.emit(self.currentNode())
