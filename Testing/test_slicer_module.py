@@ -354,14 +354,16 @@ def test_a_download_that_crashes_shows_its_stderr_and_leaves_no_log(mrml_scene, 
 
 
 def test_panel_paths_refuse_missing_inputs_before_starting_anything(mrml_scene, make_bundle, tmp_path):
-    logic = _logic(mrml_scene)
+    logic, one_input = _logic(mrml_scene), str(make_bundle())
     with pytest.raises(ValueError, match="needs 1 input volume"):
-        logic.startSegmentation([None], str(make_bundle()))
+        logic.startSegmentation([None], one_input)
     volume, _ = _volume(mrml_scene, "flair scan")
     two_inputs = str(make_bundle("two", in_channels=2, labels=((1, "edema"),)))  # flair, t1c
     for start in (logic.startSegmentation, logic.segment):  # one scan given for both: refused, not run
         with pytest.raises(ValueError, match="flair scan is chosen both as flair and as t1c"):
             start([volume, volume], two_inputs)
+    with pytest.raises(ValueError, match="needs 1 input volume"):  # more volumes than the model has inputs
+        logic.startSegmentation([volume, volume], one_input)
     with pytest.raises(ValueError, match="Choose a run folder first"):
         logic.startTraining(tmp_path / "dataset.json", "")
     with pytest.raises(ValueError, match="no such dataset file"):
