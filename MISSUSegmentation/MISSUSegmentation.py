@@ -12,6 +12,7 @@ from typing import Annotated
 
 import qt
 import slicer
+import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -110,8 +111,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._jobs.clear()
         if self._timer:
             self._timer.stop()
-        self.removeObservers()
         self.setParameterNode(None)
+        self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -131,6 +132,8 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def setParameterNode(self, parameterNode) -> None:
         if self._parameterNode is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                                self._onParameterNodeModified)
         self._parameterNode, self._parameterNodeGuiTag, self._pathFields = parameterNode, None, {}
         if parameterNode is not None:
             # connectGui returns the tag from Slicer 5.10 on; 5.8 returns None, so ask for the mapping's tag. Every
@@ -139,6 +142,15 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                      if w.property("SlicerParameterName")}
             self._parameterNodeGuiTag = parameterNode.connectParametersToGui(bound)
             self._pathFields = {name: w for name, w in bound.items() if hasattr(w, "currentPath")}
+            self.addObserver(parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                             self._onParameterNodeModified)
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        """A scene imported with the panel open copies its saved parameters into this node, its model too: show
+        that model (the model selector is not bound by connectParametersToGui)."""
+        node = self._parameterNode
+        if node and not self._choosingModel and self.ui.modelSelector.currentText != node.model:
+            self._refreshModels()
 
     # -- model and inputs --------------------------------------------------------------------------------
 

@@ -242,12 +242,14 @@ def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, mon
     single = load_bundle(resolve_bundle("la-mri"))
     member = build_model(single.card.network, inference=True).state_dict()
     torch.manual_seed(0)
-    ensemble = save_bundle(tmp_path / "ensemble", single.card.with_changes(members=2),
-                           ensemble_state_dict([single.state_dict, member]))
+    save_bundle(tmp_path / "models" / "la-mri-ensemble", single.card.with_changes(members=2),
+                ensemble_state_dict([single.state_dict, member]))
+    monkeypatch.setenv("MISSU_MODELS", str(tmp_path / "models"))
     (tmp_path / "dataset.json").write_text("{}")
     ui = panel.ui
     try:
-        panel._onModelChanged(str(ensemble))
+        panel._refreshModels()
+        ui.modelSelector.setCurrentText("la-mri-ensemble")
         assert "Ensemble of 2 networks" in ui.modelDescription.text
         ui.datasetPathLineEdit.currentPath = str(tmp_path / "dataset.json")
         ui.trainingOutputLineEdit.currentPath = str(tmp_path / "run")
@@ -258,6 +260,7 @@ def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, mon
         assert not panel._jobs and not (tmp_path / "run").exists()
     finally:
         ui.fineTuneCheckBox.checked = False
+        monkeypatch.delenv("MISSU_MODELS")
         panel._refreshModels()
     assert ui.modelSelector.currentText == "la-mri" and "Ensemble" not in ui.modelDescription.text
 
@@ -324,6 +327,32 @@ def test_export_dicom_seg_of_a_volume_loaded_from_dicom(harness, panel, tmp_path
     harness.exceptions.clear()  # tryWithErrorDisplay shows the error and re-raises it into the slot
     assert target.read_bytes() == written
     del harness.slicer.dicomDatabase
+
+
+def test_a_scene_imported_with_the_panel_open_brings_its_model(harness, panel, tmp_path, monkeypatch):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri", models / "la-mri-b")
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    ui, scene = panel.ui, harness.scene
+    try:
+        panel._refreshModels()
+        ui.modelSelector.setCurrentText("la-mri-b")
+        assert panel._parameterNode.model == "la-mri-b"
+        scene.SetURL(str(tmp_path / "saved.mrml"))
+        assert scene.Commit()  # File > Save: the parameter node records la-mri-b
+        ui.modelSelector.setCurrentText("la-mri")
+        assert panel._parameterNode.model == "la-mri"
+        scene.SetURL(str(tmp_path / "saved.mrml"))
+        assert scene.Import()  # File > Add Data of the saved scene: its parameters replace this node's
+        harness.process_events(0.1)
+        assert panel._parameterNode.model == "la-mri-b" and ui.modelSelector.currentText == "la-mri-b"
+        assert "Left atrium" in ui.modelDescription.text
+    finally:
+        monkeypatch.delenv("MISSU_MODELS")
+        panel._refreshModels()
+    assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
 
 
 def test_scene_close_then_cleanup(harness, panel):
