@@ -28,14 +28,19 @@ def _wait_for_event(job_or_process, kind: str, timeout: float = 60) -> list[dict
     raise TimeoutError(f"no {kind} event; got {seen}")
 
 
-def test_stop_over_stdin_interrupts_the_child_cleanly():
-    """The same path on every platform: the CLI's --stdin-control turns 'stop' into Ctrl-C semantics."""
-    script = ("import json, sys, time\nfrom missu.cli import _watch_stdin\nimport threading\n"
-              "threading.Thread(target=_watch_stdin, daemon=True).start()\n"
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_stop_over_stdin_interrupts_the_child_cleanly(sigint):
+    """The same path on every platform: the CLI's --stdin-control turns 'stop' into Ctrl-C semantics, also in a
+    child that inherits an ignored SIGINT (Slicer or a script started in the background of a non-interactive shell)."""
+    script = ("import json, sys, time\nfrom missu.cli import _start_stdin_control\n"
+              "_start_stdin_control()\n"
               "print(json.dumps({'event': 'start'}), flush=True)\n"
               "try:\n    for _ in range(600):\n        time.sleep(0.1)  # work in steps, as inference windows and training steps are\n"
               "except KeyboardInterrupt:\n"
               "    print(json.dumps({'event': 'cancelled'}), flush=True)\n")
+    if sigint == "ignored":
+        script = f"import signal, os, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" \
+                 f"os.execv(sys.executable, [sys.executable, '-c', {script!r}])\n"
     job = Job(proc.JsonProcess([sys.executable, "-c", script]))
     _wait_for_event(job.process, "start")
     started = time.monotonic()

@@ -30,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _start_stdin_control() -> None:
+    """Watch stdin for a stop. The parent asks for Ctrl-C semantics, but a SIGINT ignored by whatever started it
+    (a background job of a non-interactive shell; exec keeps it ignored) would turn the stop into a no-op: from the
+    main thread, Python's own handler is put back first."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=_watch_stdin, daemon=True).start()
+
+
 def _watch_stdin() -> None:
     """Interrupt the main thread (as Ctrl-C does: training checkpoints, segmentation stops) on 'stop' or EOF."""
     for line in sys.stdin:
@@ -86,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.stdin_control:  # inside the try: a stop may come at once
-            threading.Thread(target=_watch_stdin, daemon=True).start()
+            _start_stdin_control()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"missu {args.command}: cancelled", file=sys.stderr)
