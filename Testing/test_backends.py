@@ -86,8 +86,31 @@ def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bu
     reference = labels(Segmenter(bundle, device="cpu", backend="torch", amp=False))
     float32 = labels(Segmenter(bundle, device="cpu", backend="openvino", amp=False))
     assert np.array_equal(float32, reference), "in float32 both runtimes draw the same labels"
-    # by default (amp) OpenVINO computes in bf16 on CPUs with AMX, as torch's autocast does: near, not identical
+    # by default (amp) OpenVINO computes in bf16 where the CPU has it (AMX, AVX-512 BF16), as torch's autocast does: near, not identical
     assert np.mean(labels(first) == reference) > 0.99
+
+
+@pytest.mark.parametrize(("amx", "avx512_bf16", "limit", "expected"), [
+    (False, False, None, None),  # AVX-512 without BF16, AVX2: bf16 would be emulated
+    (False, True, None, torch.bfloat16),  # AVX-512 BF16 (AMD Zen 4, Intel Cooper Lake)
+    (True, True, None, torch.bfloat16),  # AMX
+    (False, True, "AVX2", None),  # benchmarks' --emulate-isa: oneDNN limited below bf16
+    (True, True, "avx512_core", None),
+    (True, True, "AVX512_CORE_AMX", torch.bfloat16),
+])
+def test_cpu_precision_is_bf16_where_the_cpu_computes_it(monkeypatch, amx, avx512_bf16, limit, expected):
+    from missu import devices
+
+    monkeypatch.setattr(devices, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    if limit:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    else:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpu = torch.device("cpu")
+    assert devices.amp_dtype(cpu) is expected
+    assert devices.precision_name(cpu) == ("bfloat16 autocast" if expected else "float32")
+    assert devices.precision_name(cpu, amp=False) == "float32"
 
 
 @pytest.mark.parametrize("command", [["segment", "--input", "x.nii.gz", "--output", "x.seg.nrrd"],

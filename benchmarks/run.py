@@ -64,7 +64,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device):
-    """The engine's choice: bf16 on CUDA and on CPUs with AMX, else float32."""
+    """The engine's choice: bf16 on CUDA and on CPUs that compute it (AMX, AVX-512 BF16), else float32."""
     from missu.devices import autocast
 
     return autocast(device)
@@ -397,8 +397,8 @@ def main() -> None:
     what = {
         "reference": "PyTorch fp32, no foreground crop, MONAI sliding window overlap 0.5",
         "official": "official TransBTS: 8 fixed 128^3 crops, no blending, 8-flip TTA",
-        "optimised (torch)": "foreground crop, overlap 0.25, PyTorch (bf16 only with AMX)",
-        "optimised (openvino)": "foreground crop, overlap 0.25, OpenVINO (fp32; bf16 only with AMX)",
+        "optimised (torch)": "foreground crop, overlap 0.25, PyTorch (bf16 where the CPU computes it)",
+        "optimised (openvino)": "foreground crop, overlap 0.25, OpenVINO (bf16 where the CPU computes it, else fp32)",
     }
     lines += [
         "",

@@ -6,9 +6,10 @@ the engine's backend choice (``missu/inference/backends.py``).
 
 Candidates, each for one window of the bundle's network with its real weights:
 
-- PyTorch float32 (eager; the baseline every ratio is against), channels-last, and ``torch.compile`` (inductor);
+- PyTorch float32 (eager; the baseline every ratio is against), bf16 autocast, channels-last, and ``torch.compile``
+  (inductor);
 - ONNX Runtime float32 (CPU execution provider), from ``torch.onnx.export``;
-- OpenVINO float32 (the engine's backend), and OpenVINO int8 by NNCF post-training quantisation, calibrated on
+- OpenVINO float32 (the engine's backend), bf16, and int8 by NNCF post-training quantisation, calibrated on
   windows of the bundle's *training* cases (never its validation cases), with and without NNCF's transformer
   scheme.
 
@@ -75,6 +76,12 @@ def candidates(model: torch.nn.Module, example: torch.Tensor, calibration: list[
     def eager() -> Run:
         return lambda windows: model(windows).float()
 
+    def bfloat16() -> Run:
+        def run(windows: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(windows).float()
+        return run
+
     def channels_last() -> Run:
         net = build_copy(model).to(memory_format=torch.channels_last_3d)
         return lambda windows: net(windows.contiguous(memory_format=torch.channels_last_3d)).float()
@@ -101,7 +108,7 @@ def candidates(model: torch.nn.Module, example: torch.Tensor, calibration: list[
             warnings.simplefilter("ignore")
             return ov.convert_model(model, example_input=example)
 
-    def openvino(quantise: dict | None = None) -> Callable[[], Run]:
+    def openvino(quantise: dict | None = None, precision: str = "f32") -> Callable[[], Run]:
         def factory() -> Run:
             ov = import_openvino()
 
@@ -111,7 +118,7 @@ def candidates(model: torch.nn.Module, example: torch.Tensor, calibration: list[
 
                 converted = nncf.quantize(converted, nncf.Dataset(calibration), subset_size=len(calibration),
                                           **quantise)
-            compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+            compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": precision,
                                                                   "PERFORMANCE_HINT": "LATENCY"})
             request = compiled.create_infer_request()
             return one_at_a_time(lambda w: request.infer([w])[0])
@@ -120,10 +127,12 @@ def candidates(model: torch.nn.Module, example: torch.Tensor, calibration: list[
     import nncf
 
     make(BASELINE, eager)
+    make("PyTorch bf16 autocast", bfloat16)
     make("PyTorch fp32 channels-last", channels_last)
     make("torch.compile (inductor) fp32", compiled)
     make("ONNX Runtime fp32", onnxruntime)
     make("OpenVINO fp32", openvino())
+    make("OpenVINO bf16", openvino(precision="bf16"))
     make("OpenVINO int8 (NNCF)", openvino({}))
     make("OpenVINO int8 (NNCF, transformer scheme)", openvino({"model_type": nncf.ModelType.TRANSFORMER}))
     return runs, prepared, failed

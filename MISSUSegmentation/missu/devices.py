@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import torch
@@ -25,16 +26,31 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def cpu_has_amx() -> bool:
-    """Intel AMX tiles: bf16 convolutions run about twice as fast as float32 there (benchmarks/results)."""
+    """Intel AMX tiles: the engine runs PyTorch in bf16 there (measured; OpenVINO was not tried on AMX)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe and probe())
+
+
+# oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA, which benchmarks/run.py sets to act as an older CPU) that
+# leave no bf16 arithmetic: bf16 is then emulated, several times slower than float32.
+_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def cpu_computes_bf16() -> bool:
+    """bf16 in hardware: AMX, or AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and
+    later). There bf16 takes a window in 0.42-0.49x and a training step in 0.58x of float32's time, with the same
+    masks (benchmarks/results/runtimes-la-mri-avx512.md, training-la-mri-avx512.md); without it, 1.6-3x longer."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISAS_WITHOUT_BF16:
+        return False
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return cpu_has_amx() or bool(probe and probe())
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype worth using on ``device``: bf16 (fp16 on CUDA without bf16), or None for float32."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_amx():
+    if device.type == "cpu" and cpu_computes_bf16():
         return torch.bfloat16
     return None
 

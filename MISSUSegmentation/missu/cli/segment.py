@@ -44,11 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write the TTA uncertainty map (implies --tta; a folder with --batch)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--backend", default="auto",
-                   help="runtime of the network: auto (by machine: OpenVINO fp32 on CPUs without AMX when installed, "
+                   help="runtime of the network: auto (by machine: OpenVINO on CPUs without AMX when installed, "
                         "PyTorch otherwise), torch or openvino (default: auto)")
     p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
-                   help="auto: bf16 where the hardware computes it natively (AMX CPUs, CUDA), float32 elsewhere; "
-                        "fp32: float32 everywhere (default: auto)")
+                   help="auto: bf16 where the hardware computes it natively (CUDA; CPUs with AMX or AVX-512 BF16), "
+                        "float32 elsewhere; fp32: float32 everywhere (default: auto)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips (slower, a little more accurate)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the card's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

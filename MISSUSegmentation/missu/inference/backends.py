@@ -1,11 +1,13 @@
 """Runtimes for the network's sliding windows: PyTorch (always there) and OpenVINO (``pip install openvino``, or
 the package's ``openvino`` extra).
 
-The choice follows the measurements in ``benchmarks/results/``: on CPUs with AMX, PyTorch in bf16; on other CPUs
-(AVX-512, AVX2), OpenVINO in float32 where it is installed, else PyTorch in float32; on CUDA, PyTorch. Tried and
-not kept (``benchmarks/runtimes.py``): ONNX Runtime and ``torch.compile`` (slower than OpenVINO), and OpenVINO int8
-by NNCF (faster, but its labels fail the accuracy guard). The OpenVINO model is converted from the bundle's own
-weights on first use and cached by their SHA-256, never shipped in place of them.
+The choice follows the measurements in ``benchmarks/results/``: on CPUs with AMX, PyTorch in bf16; on other CPUs,
+OpenVINO where it is installed, in bf16 where the CPU computes it (AVX-512 BF16) and float32 elsewhere (AVX-512,
+AVX2), else PyTorch in the same precision; on CUDA, PyTorch. Tried and not kept (``benchmarks/runtimes.py``): ONNX
+Runtime and ``torch.compile`` (slower than OpenVINO), and OpenVINO int8 by NNCF (faster; la-mri 1.0's labels failed
+the accuracy guard, 2.0's pass it, but quantising needs calibration windows of the model's training cases, which a
+bundle does not carry). The OpenVINO model is converted from the bundle's own weights on first use and cached by
+their SHA-256, never shipped in place of them.
 """
 
 from __future__ import annotations
@@ -128,8 +130,8 @@ def convert_to_openvino(model: torch.nn.Module, bundle: Bundle, roi: Sequence[in
 
 
 def openvino_runner(model: torch.nn.Module, bundle: Bundle, roi: Sequence[int], precision: str | None = None) -> Runner:
-    """Windows through OpenVINO's CPU plugin, one at a time; ``precision`` f32 or bf16 (default: bf16 only on
-    CPUs with AMX: without AMX, bf16 is emulated and many times slower)."""
+    """Windows through OpenVINO's CPU plugin, one at a time; ``precision`` f32 or bf16 (default: bf16 where the
+    CPU computes it, see :func:`..devices.cpu_computes_bf16`; elsewhere bf16 is emulated and many times slower)."""
     ov = import_openvino()
 
     precision = precision or ("bf16" if amp_dtype(torch.device("cpu")) == torch.bfloat16 else "f32")

@@ -70,7 +70,7 @@ class Recipe:
     fold: int = 0
     cache_rate: float = 1.0
     num_workers: int = 0
-    amp: bool = True  # bf16/fp16 autocast on CUDA, bf16 on CPUs with AMX
+    amp: bool = True  # bf16/fp16 autocast on CUDA, bf16 on CPUs with AMX or AVX-512 BF16
 
     def __post_init__(self) -> None:
         for name in ("roi_size", "spacing", "scale_weights"):

@@ -219,7 +219,7 @@ class Trainer:
         self.device = pick_device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        # Mixed precision where it pays (CUDA; CPUs with AMX); fp16 needs loss scaling, bf16 does not.
+        # Mixed precision where it pays (CUDA; CPUs with bf16 in hardware); fp16 needs loss scaling, bf16 does not.
         self.amp = recipe.amp and amp_dtype(self.device) is not None
         self.precision = precision_name(self.device, self.amp)
 

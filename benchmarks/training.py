@@ -1,0 +1,115 @@
+"""How fast a training step runs in float32 and in bf16 autocast on this machine: the trial behind the trainer's
+precision choice (``missu/devices.py``).
+
+    python benchmarks/training.py [--config MISSUSegmentation/Resources/Recipes/la-mri.yaml] [--steps 8] [--repeats 4]
+
+The real trainer on the real data (fold 0 of the recipe's cross-validation split): its loader and augmentation,
+the network with its LMSF teacher, the loss, optimiser and schedule; only the autocast differs between the
+candidates. Each candidate runs ``--steps`` steps in turn with the others, the order rotating every round
+(``run.interleaved``), after a warm-up round; each figure is the median seconds per step over the rounds, with
+the range. The forward and backward pass alone (one batch, no loader, no optimiser) is timed the same way, to
+show how much of a step the arithmetic is. Writes ``benchmarks/results/training-<recipe>-<isa>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from run import cpu_isa, interleaved, isa_tag, machine, ratio, spread
+
+ROOT = Path(__file__).resolve().parents[1]
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bf16 autocast": torch.bfloat16}
+
+
+def main() -> int:
+    from missu.training.recipe import load_recipe
+    from missu.training.trainer import Trainer, _float, _plain
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=ROOT / "MISSUSegmentation/Resources/Recipes/la-mri.yaml")
+    parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "data" / "la2018" / "dataset.json")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--steps", type=int, default=8, help="training steps per candidate and round")
+    parser.add_argument("--repeats", type=int, default=4, help="rounds")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    recipe = load_recipe(args.config, fold=0, folds=5)
+    print(f"{args.config.name}: caching the training cases", file=sys.stderr, flush=True)
+    trainer = Trainer(args.dataset, Path(tempfile.mkdtemp(prefix="missu-training-")), recipe, device=args.device)
+    trainer.net.train()
+
+    def batches() -> Iterator[dict]:
+        epoch = 1
+        while True:
+            yield from trainer._loader(epoch)
+            epoch += 1
+
+    stream = batches()
+    fixed = next(stream)
+
+    def precision(dtype: torch.dtype | None):
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def training_steps(dtype: torch.dtype | None) -> Callable[[], None]:
+        def run() -> None:
+            trainer._autocast = lambda: precision(dtype)  # the only difference between the candidates
+            for _ in range(args.steps):
+                trainer._step(next(stream))
+        return run
+
+    def forward_backward(dtype: torch.dtype | None) -> Callable[[], None]:
+        image = _plain(fixed["image"]).to(device)
+        target = _plain(fixed.get("soft", fixed["label"])).to(device)
+
+        def run() -> None:
+            trainer.optimizer.zero_grad(set_to_none=True)
+            with precision(dtype):
+                output = trainer.net(image)
+            trainer.criterion(_float(output), target, 1.0)[0].backward()
+        return run
+
+    print("training steps", file=sys.stderr, flush=True)
+    steps = interleaved({n: training_steps(d) for n, d in PRECISIONS.items()}, args.repeats, device)
+    steps = {n: [t / args.steps for t in times] for n, times in steps.items()}
+    print("forward and backward", file=sys.stderr, flush=True)
+    passes = interleaved({n: forward_backward(d) for n, d in PRECISIONS.items()}, args.repeats * 2, device)
+
+    isa = cpu_isa() if device.type == "cpu" else {}
+    base_step, base_pass = statistics.median(steps["float32"]), statistics.median(passes["float32"])
+    crop = "x".join(map(str, trainer.card.roi_size))
+    config = args.config.resolve().relative_to(ROOT) if args.config.resolve().is_relative_to(ROOT) else args.config
+    lines = [
+        f"# Training step precision: {args.config.name}, {device.type}" + (f" ({isa_tag(isa)})" if isa else ""),
+        "",
+        f"Machine: {machine(device)}.",
+        *(["Instruction sets: " + ", ".join(f"{k} {'yes' if v is True else 'no' if v is False else v}"
+                                            for k, v in isa.items()) + "."] if isa else []),
+        f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/training.py --config {config} "
+        f"--steps {args.steps} --repeats {args.repeats}`: the trainer of `{recipe.preset}` "
+        f"on fold 0 of the recipe's split, {recipe.batch_size} x {recipe.crops_per_volume} crops of {crop} a step, "
+        f"{args.steps} steps per candidate and round, {args.repeats} interleaved rounds after a warm-up; medians "
+        "(range) of seconds per step; ratios against float32 in the same run.",
+        "",
+        "| precision | training step, loader included (s) | vs float32 | forward + backward alone (s) | vs float32 |",
+        "|---|---|---|---|---|",
+        *[f"| {n} | {spread(steps[n])} | {ratio(statistics.median(steps[n]), base_step)} | {spread(passes[n])} | "
+          f"{ratio(statistics.median(passes[n]), base_pass)} |" for n in PRECISIONS],
+    ]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    tag = isa_tag(isa) if isa else device.type
+    (ROOT / "benchmarks" / "results" / f"training-{args.config.stem}-{tag}.md").write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
