@@ -74,6 +74,17 @@ PRESETS: dict[str, MISSUConfig] = {
         depth=2,
         mlp_dim=512,
     ),
+    # missu-small with twice the convolution widths (the Transformer unchanged): 2.8x its parameters and about
+    # 2.6x its training step; for 64-case datasets where missu-small under-fits even its training cases.
+    "missu-medium": MISSUConfig(
+        roi_size=(96, 96, 96),
+        widths=(16, 32, 64, 128),
+        encoder_blocks=(1, 1, 2, 2),
+        embed_dim=128,
+        num_heads=4,
+        depth=2,
+        mlp_dim=512,
+    ),
 }
 
 
