@@ -155,17 +155,26 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     # -- model and inputs --------------------------------------------------------------------------------
 
     def _refreshModels(self) -> None:
-        """Re-list the models, keeping the selection (and so the chosen inputs)."""
+        """Re-list the models, keeping the selection (and so the chosen inputs). A model the scene names that is
+        not on this computer (or one that went away) is replaced by the first listed one, and the user is told."""
         if self._choosingModel:  # a job ended inside the model change's dialog: that change decides
             return
         selector = self.ui.modelSelector
         wanted = self._parameterNode.model if self._parameterNode else selector.currentText
+        models = self.logic.availableModels()
         selector.blockSignals(True)
         selector.clear()
-        selector.addItems(self.logic.availableModels())
+        selector.addItems(models)
         selector.setCurrentText(wanted)
         selector.blockSignals(False)
         self._onModelChanged(selector.currentText)
+        if wanted and wanted not in models and self._parameterNode:
+            slicer.util.warningDisplay(
+                _("Model {wanted} (named by the scene, or in use until now) is not on this computer; the panel uses "
+                  "{used} instead. "
+                  "To segment with {wanted}, put its folder in the models folder (MISSU_MODELS or ~/.missu/models) "
+                  "and choose it in the model list.").format(wanted=wanted, used=self._parameterNode.model),
+                windowTitle=_("Model not found"))
 
     def _onModelChanged(self, name: str) -> None:
         """Make the chosen model the one in use; if it cannot be (download declined or failed, damaged card),

@@ -42,11 +42,15 @@ class Dialogs:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.warnings: list[str] = []
         self.questions: list[str] = []
         self.answers: list[bool] = []
 
     def error(self, text, *args, **kwargs) -> None:
         self.errors.append(text)
+
+    def warning(self, text, *args, **kwargs) -> None:
+        self.warnings.append(text)
 
     def confirm(self, text, *args, **kwargs) -> bool:
         self.questions.append(text)
@@ -118,6 +122,7 @@ class Harness:
         )
         self.dialogs = Dialogs()
         slicer.util.errorDisplay = self.dialogs.error
+        slicer.util.warningDisplay = self.dialogs.warning
         slicer.util.confirmYesNoDisplay = slicer.util.confirmOkCancelDisplay = self.dialogs.confirm
         self.exceptions: list[BaseException] = []
         sys.excepthook = self._record_exception  # what a Qt slot raised (Slicer logs it to its console)

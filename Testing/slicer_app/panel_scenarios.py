@@ -33,9 +33,11 @@ def panel(harness):
 @pytest.fixture(autouse=True)
 def no_surprises(harness):
     harness.dialogs.errors.clear()
+    harness.dialogs.warnings.clear()
     harness.exceptions.clear()
     yield
     assert harness.exceptions == [], "a slot raised"
+    assert harness.dialogs.warnings == [], "an unexpected warning"
 
 
 def items(combo) -> list[str]:
@@ -263,6 +265,7 @@ def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, mon
         monkeypatch.delenv("MISSU_MODELS")
         panel._refreshModels()
     assert ui.modelSelector.currentText == "la-mri" and "Ensemble" not in ui.modelDescription.text
+    assert len(harness.dialogs.warnings) == 1 and "la-mri-ensemble" in harness.dialogs.warnings.pop()
 
 
 def test_add_reviewed_case(harness, panel, tmp_path):
@@ -353,6 +356,32 @@ def test_a_scene_imported_with_the_panel_open_brings_its_model(harness, panel, t
         monkeypatch.delenv("MISSU_MODELS")
         panel._refreshModels()
     assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
+    assert len(harness.dialogs.warnings) == 1 and "la-mri-b" in harness.dialogs.warnings.pop()  # it went away
+
+
+def test_a_scene_whose_model_is_not_here_says_so(harness, panel, tmp_path, monkeypatch):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri", models / "la-mri-b")
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    ui, scene, warnings = panel.ui, harness.scene, harness.dialogs.warnings
+    panel._refreshModels()
+    ui.modelSelector.setCurrentText("la-mri-b")
+    scene.SetURL(str(tmp_path / "saved.mrml"))
+    assert scene.Commit()  # saved on a computer that has la-mri-b
+    ui.modelSelector.setCurrentText("la-mri")
+    monkeypatch.delenv("MISSU_MODELS")  # opened on one that has not
+    panel._refreshModels()
+    assert warnings == []
+    scene.SetURL(str(tmp_path / "saved.mrml"))
+    assert scene.Import()
+    harness.process_events(0.1)
+    assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
+    assert len(warnings) == 1 and "la-mri-b" in warnings[0] and "uses la-mri instead" in warnings[0]
+    panel._refreshModels()
+    assert len(warnings) == 1  # told once: the scene now names the model in use
+    warnings.clear()
 
 
 def test_scene_close_then_cleanup(harness, panel):
