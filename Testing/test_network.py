@@ -209,3 +209,9 @@ def test_any_channel_and_class_count():
     model = build_model(config).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
+
+
+def test_medium_is_small_with_twice_the_widths():
+    small, medium = PRESETS["missu-small"], PRESETS["missu-medium"]
+    assert medium.widths == tuple(2 * w for w in small.widths)
+    assert dataclasses.replace(medium, widths=small.widths) == small  # nothing else differs

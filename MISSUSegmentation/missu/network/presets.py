@@ -59,32 +59,26 @@ class MISSUConfig:
         return cls(**data)
 
 
+# A laptop/CI-sized MISSU: half the widths, a narrower and shallower Transformer.
+SMALL = MISSUConfig(
+    roi_size=(96, 96, 96),
+    widths=(8, 16, 32, 64),
+    encoder_blocks=(1, 1, 2, 2),
+    embed_dim=128,
+    num_heads=4,
+    depth=2,
+    mlp_dim=512,
+)
+
 PRESETS: dict[str, MISSUConfig] = {
     # The paper's backbone (TransBTS widths and Transformer) with the LMSF self-distillation branch.
     "missu": MISSUConfig(),
     # The same backbone without the distillation branch: the baseline for comparisons.
     "transbts": MISSUConfig(distillation=False),
-    # A laptop/CI-sized MISSU: half the widths, a narrower and shallower Transformer.
-    "missu-small": MISSUConfig(
-        roi_size=(96, 96, 96),
-        widths=(8, 16, 32, 64),
-        encoder_blocks=(1, 1, 2, 2),
-        embed_dim=128,
-        num_heads=4,
-        depth=2,
-        mlp_dim=512,
-    ),
+    "missu-small": SMALL,
     # missu-small with twice the convolution widths (the Transformer unchanged): 2.8x its parameters and about
     # 2.6x its training step; for 64-case datasets where missu-small under-fits even its training cases.
-    "missu-medium": MISSUConfig(
-        roi_size=(96, 96, 96),
-        widths=(16, 32, 64, 128),
-        encoder_blocks=(1, 1, 2, 2),
-        embed_dim=128,
-        num_heads=4,
-        depth=2,
-        mlp_dim=512,
-    ),
+    "missu-medium": replace(SMALL, widths=(16, 32, 64, 128)),
 }
 
 
