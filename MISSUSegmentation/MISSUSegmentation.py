@@ -26,7 +26,7 @@ from MISSUSegmentationLib.logic import MISSUSegmentationLogic
 
 MAX_INPUTS = 4
 DEVICES = ("auto", "cpu", "cuda")
-PRESETS = ("missu-small", "missu", "transbts")
+PRESETS = ("missu-small", "missu-medium", "missu", "transbts")  # missu.network.PRESETS (a panel test checks)
 
 
 class MISSUSegmentation(ScriptedLoadableModule):
@@ -168,13 +168,14 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         selector.setCurrentText(wanted)
         selector.blockSignals(False)
         self._onModelChanged(selector.currentText)
-        if wanted and wanted not in models and self._parameterNode:
-            slicer.util.warningDisplay(
+        used = self._parameterNode.model if self._parameterNode else wanted
+        if wanted and wanted not in models and used != wanted:
+            # After the event that brought it (a scene import is still running): no modal box inside it.
+            qt.QTimer.singleShot(0, lambda: slicer.util.warningDisplay(
                 _("Model {wanted} (named by the scene, or in use until now) is not on this computer; the panel uses "
-                  "{used} instead. "
-                  "To segment with {wanted}, put its folder in the models folder (MISSU_MODELS or ~/.missu/models) "
-                  "and choose it in the model list.").format(wanted=wanted, used=self._parameterNode.model),
-                windowTitle=_("Model not found"))
+                  "{used} instead. To segment with {wanted}, put its folder in ~/.missu/models (or in a folder "
+                  "named by MISSU_MODELS) and choose it in the model list.").format(wanted=wanted, used=used),
+                windowTitle=_("Model not found")))
 
     def _onModelChanged(self, name: str) -> None:
         """Make the chosen model the one in use; if it cannot be (download declined or failed, damaged card),
@@ -185,14 +186,16 @@ class MISSUSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         try:
             if self._chooseModel(name):
                 return
-            previous = self._parameterNode.model  # or, if that is the one that failed, a model on this computer
-            fallback = previous if previous != name else next(
-                (m for m in self.logic.availableModels() if m != name and not self.logic.pendingDownload(m)), None)
-            if fallback:
+            # The model in use before if it is still here, else the first on this computer that can be used.
+            previous, models = self._parameterNode.model, self.logic.availableModels()
+            fallbacks = [previous] if previous != name and previous in models else []
+            fallbacks += [m for m in models if m not in (name, previous) and not self.logic.pendingDownload(m)]
+            for fallback in fallbacks:
                 self.ui.modelSelector.blockSignals(True)
                 self.ui.modelSelector.setCurrentText(fallback)
                 self.ui.modelSelector.blockSignals(False)
-                self._chooseModel(fallback)
+                if self._chooseModel(fallback):
+                    break
         finally:
             self._choosingModel = False
             if self._parameterNode and self.ui.modelSelector.currentText != self._parameterNode.model:

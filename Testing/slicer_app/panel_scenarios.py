@@ -26,6 +26,8 @@ def harness():
 @pytest.fixture(scope="module")
 def panel(harness):
     module, widget = harness.open_panel()
+    harness.process_events(0.1)
+    assert harness.dialogs.warnings == [] and harness.dialogs.errors == []  # the fixture below clears them
     yield widget
     harness.slicer.app.moduleManager().unload("MISSUSegmentation")  # Slicer calls cleanup() this way
 
@@ -75,7 +77,10 @@ def test_panel_opens_with_models_choices_and_ranges(harness, panel):
     ui = panel.ui
     assert items(ui.modelSelector) == ["la-mri"] and ui.modelSelector.currentText == "la-mri"
     assert items(ui.deviceSelector) == ["auto", "cpu", "cuda"]  # from the parameter's Choice
-    assert items(ui.presetSelector) == ["missu-small", "missu", "transbts"]
+    from missu.network import PRESETS
+
+    assert items(ui.presetSelector) == ["missu-small", "missu-medium", "missu", "transbts"]
+    assert sorted(items(ui.presetSelector)) == sorted(PRESETS)  # the module's copy of the names (it loads without missu)
     assert (ui.epochsSpinBox.minimum, ui.epochsSpinBox.maximum, ui.epochsSpinBox.value) == (1, 10000, 100)
     assert "Left atrium" in ui.modelDescription.text
     assert ui.inputLabel0.text == "LGE-MRI:" or ui.inputLabel0.text.endswith(":")
@@ -264,6 +269,7 @@ def test_an_ensemble_says_so_and_is_not_fine_tuned(harness, panel, tmp_path, mon
         ui.fineTuneCheckBox.checked = False
         monkeypatch.delenv("MISSU_MODELS")
         panel._refreshModels()
+        harness.process_events(0.1)
     assert ui.modelSelector.currentText == "la-mri" and "Ensemble" not in ui.modelDescription.text
     assert len(harness.dialogs.warnings) == 1 and "la-mri-ensemble" in harness.dialogs.warnings.pop()
 
@@ -355,6 +361,7 @@ def test_a_scene_imported_with_the_panel_open_brings_its_model(harness, panel, t
     finally:
         monkeypatch.delenv("MISSU_MODELS")
         panel._refreshModels()
+        harness.process_events(0.1)
     assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
     assert len(harness.dialogs.warnings) == 1 and "la-mri-b" in harness.dialogs.warnings.pop()  # it went away
 
@@ -373,6 +380,7 @@ def test_a_scene_whose_model_is_not_here_says_so(harness, panel, tmp_path, monke
     ui.modelSelector.setCurrentText("la-mri")
     monkeypatch.delenv("MISSU_MODELS")  # opened on one that has not
     panel._refreshModels()
+    harness.process_events(0.1)
     assert warnings == []
     scene.SetURL(str(tmp_path / "saved.mrml"))
     assert scene.Import()
@@ -380,8 +388,32 @@ def test_a_scene_whose_model_is_not_here_says_so(harness, panel, tmp_path, monke
     assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
     assert len(warnings) == 1 and "la-mri-b" in warnings[0] and "uses la-mri instead" in warnings[0]
     panel._refreshModels()
+    harness.process_events(0.1)
     assert len(warnings) == 1  # told once: the scene now names the model in use
     warnings.clear()
+
+
+def test_a_model_that_went_away_falls_back_past_a_damaged_one(harness, panel, tmp_path, monkeypatch):
+    import shutil
+
+    models = tmp_path / "models"
+    for name in ("aaa-damaged", "la-mri-b"):
+        shutil.copytree(ROOT / "MISSUSegmentation" / "Resources" / "Models" / "la-mri", models / name)
+    (models / "aaa-damaged" / "card.json").write_text("{not json")  # listed first
+    monkeypatch.setenv("MISSU_MODELS", str(models))
+    ui, dialogs = panel.ui, harness.dialogs
+    panel._refreshModels()
+    ui.modelSelector.setCurrentText("la-mri-b")
+    assert panel._parameterNode.model == "la-mri-b" and dialogs.errors == []
+    shutil.rmtree(models / "la-mri-b")  # deleted while in use
+    panel._refreshModels()
+    harness.process_events(0.1)
+    assert ui.modelSelector.currentText == "la-mri" and panel._parameterNode.model == "la-mri"
+    assert len(dialogs.errors) == 1 and "Cannot read the model card" in dialogs.errors[0]
+    assert len(dialogs.warnings) == 1 and "la-mri-b" in dialogs.warnings[0] and "uses la-mri" in dialogs.warnings[0]
+    dialogs.warnings.clear()
+    monkeypatch.delenv("MISSU_MODELS")
+    panel._refreshModels()
 
 
 def test_scene_close_then_cleanup(harness, panel):
