@@ -34,7 +34,7 @@ def test_backend_choice_follows_the_machine(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(backends, "openvino_available", lambda: True)
     monkeypatch.setattr(backends, "cpu_has_amx", lambda: False)
-    assert choose_backend("auto", cpu) == "openvino"  # AVX-512 / AVX2: OpenVINO float32
+    assert choose_backend("auto", cpu) == "openvino"  # AVX-512 (bf16 with BF16, else float32), AVX2
     monkeypatch.setattr(backends, "cpu_has_amx", lambda: True)
     assert choose_backend("auto", cpu) == "torch"  # AMX: PyTorch bf16
     assert choose_backend("auto", torch.device("cuda")) == "torch"
@@ -97,12 +97,18 @@ def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bu
     (False, True, "AVX2", None),  # benchmarks' --emulate-isa: oneDNN limited below bf16
     (True, True, "avx512_core", None),
     (True, True, "AVX512_CORE_AMX", torch.bfloat16),
+    (False, True, "AVX512_CORE_BF16", torch.bfloat16),
+    (False, None, None, None),  # a PyTorch without the probe
 ])
 def test_cpu_precision_is_bf16_where_the_cpu_computes_it(monkeypatch, amx, avx512_bf16, limit, expected):
     from missu import devices
 
     monkeypatch.setattr(devices, "cpu_has_amx", lambda: amx)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    if avx512_bf16 is None:
+        monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    else:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     if limit:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
     else:

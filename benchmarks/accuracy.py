@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+from run import cpu_isa, isa_tag, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_AGREEMENT, MAX_DICE_CHANGE = 0.99, 0.002
@@ -31,6 +33,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> int:
     from missu.data.datasets import load_cases
     from missu.inference import Segmenter
+    from missu.devices import precision_name
     from missu.inference.backends import openvino_available
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +77,9 @@ def main() -> int:
         f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/accuracy.py --model {args.model}`. Guard: Dice "
         f"agreement with the reference >= {MIN_AGREEMENT} on every case, mean Dice within {MAX_DICE_CHANGE * 100:.1f} "
         "points of the reference's.",
+        "",
+        f"Machine: {machine(torch.device('cpu'))}; CPU instruction sets: {isa_tag(cpu_isa())}; the default paths compute "
+        f"in {precision_name(torch.device('cpu'))}.",
         "",
         "| path | mean Dice vs expert | change (points) | agreement with reference: min (mean) | seconds (all cases) | guard |",
         "|---|---|---|---|---|---|",

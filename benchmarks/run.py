@@ -298,7 +298,11 @@ def isa_tag(isa: dict) -> str:
     """A short name for the results file: the ISA the run was limited to, or the CPU's best."""
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         return os.environ["ONEDNN_MAX_CPU_ISA"].lower() + "-emulated"
-    return "amx" if isa["AMX"] else "avx512" if isa["AVX-512"] else "avx2" if isa["AVX2"] else "baseline"
+    if isa["AMX"]:
+        return "amx"
+    if isa["AVX-512"]:
+        return "avx512_bf16" if isa["AVX-512 BF16"] else "avx512"
+    return "avx2" if isa["AVX2"] else "baseline"
 
 
 def machine(device: torch.device) -> str:

@@ -2,7 +2,7 @@
 the engine's backend choice (``missu/inference/backends.py``).
 
     pip install -e '.[benchmarks]'   # OpenVINO, ONNX Runtime, NNCF
-    python benchmarks/runtimes.py [--model la-mri] [--emulate-isa AVX2] [--brats]
+    python benchmarks/runtimes.py [--model la-mri] [--emulate-isa AVX2|AVX512_CORE] [--brats]
 
 Candidates, each for one window of the bundle's network with its real weights:
 

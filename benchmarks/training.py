@@ -1,20 +1,24 @@
 """How fast a training step runs in float32 and in bf16 autocast on this machine: the trial behind the trainer's
 precision choice (``missu/devices.py``).
 
-    python benchmarks/training.py [--config MISSUSegmentation/Resources/Recipes/la-mri.yaml] [--steps 8] [--repeats 4]
+    python benchmarks/training.py [--config MISSUSegmentation/Resources/Recipes/la-mri.yaml] [--preset P]
+                                  [--steps 8] [--repeats 4] [--emulate-isa AVX2|AVX512_CORE]
 
 The real trainer on the real data (fold 0 of the recipe's cross-validation split): its loader and augmentation,
 the network with its LMSF teacher, the loss, optimiser and schedule; only the autocast differs between the
 candidates. Each candidate runs ``--steps`` steps in turn with the others, the order rotating every round
 (``run.interleaved``), after a warm-up round; each figure is the median seconds per step over the rounds, with
 the range. The forward and backward pass alone (one batch, no loader, no optimiser) is timed the same way, to
-show how much of a step the arithmetic is. Writes ``benchmarks/results/training-<recipe>-<isa>.md``.
+show how much of a step the arithmetic is (with the distillation term at full weight; the steps run at the
+schedule's start, where its weight is still ramping up, which changes no cost: the term is computed either way).
+Writes ``benchmarks/results/training-<recipe>[-<preset>]-<isa>.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import statistics
 import sys
 import tempfile
@@ -23,28 +27,41 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from run import cpu_isa, interleaved, isa_tag, machine, ratio, spread
+from run import EMULATED_ISAS, cpu_isa, interleaved, isa_tag, limit_isa, machine, ratio, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bf16 autocast": torch.bfloat16}
 
 
 def main() -> int:
-    from missu.training.recipe import load_recipe
-    from missu.training.trainer import Trainer, _float, _plain
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "MISSUSegmentation/Resources/Recipes/la-mri.yaml")
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "data" / "la2018" / "dataset.json")
+    parser.add_argument("--preset", help="network preset instead of the recipe's")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--steps", type=int, default=8, help="training steps per candidate and round")
     parser.add_argument("--repeats", type=int, default=4, help="rounds")
+    parser.add_argument("--emulate-isa", choices=EMULATED_ISAS, help="as in run.py")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    if args.emulate_isa:
+        limit_isa(args.emulate_isa)
+    with tempfile.TemporaryDirectory(prefix="missu-training-") as run_dir:
+        report = measure(args, Path(run_dir))
+        for handler in logging.getLogger("missu.train").handlers:
+            handler.close()
+    print(report)
+    return 0
 
-    recipe = load_recipe(args.config, fold=0, folds=5)
+
+def measure(args: argparse.Namespace, run_dir: Path) -> str:
+    """Time the candidates; the report, also written to ``benchmarks/results``."""
+    from missu.training.recipe import load_recipe
+    from missu.training.trainer import Trainer, _float, _plain
+
+    device = torch.device(args.device)
+    recipe = load_recipe(args.config, preset=args.preset, fold=0, folds=5)
     print(f"{args.config.name}: caching the training cases", file=sys.stderr, flush=True)
-    trainer = Trainer(args.dataset, Path(tempfile.mkdtemp(prefix="missu-training-")), recipe, device=args.device)
+    trainer = Trainer(args.dataset, run_dir, recipe, device=args.device)
     trainer.net.train()
 
     def batches() -> Iterator[dict]:
@@ -94,7 +111,8 @@ def main() -> int:
         *(["Instruction sets: " + ", ".join(f"{k} {'yes' if v is True else 'no' if v is False else v}"
                                             for k, v in isa.items()) + "."] if isa else []),
         f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/training.py --config {config} "
-        f"--steps {args.steps} --repeats {args.repeats}`: the trainer of `{recipe.preset}` "
+        f"{' --preset ' + args.preset if args.preset else ''} --steps {args.steps} --repeats {args.repeats}"
+        f"{' --emulate-isa ' + args.emulate_isa if args.emulate_isa else ''}`: the trainer of `{recipe.preset}` "
         f"on fold 0 of the recipe's split, {recipe.batch_size} x {recipe.crops_per_volume} crops of {crop} a step, "
         f"{args.steps} steps per candidate and round, {args.repeats} interleaved rounds after a warm-up; medians "
         "(range) of seconds per step; ratios against float32 in the same run.",
@@ -105,10 +123,9 @@ def main() -> int:
           f"{ratio(statistics.median(passes[n]), base_pass)} |" for n in PRECISIONS],
     ]
     report = "\n".join(lines) + "\n"
-    print(report)
-    tag = isa_tag(isa) if isa else device.type
-    (ROOT / "benchmarks" / "results" / f"training-{args.config.stem}-{tag}.md").write_text(report)
-    return 0
+    name = "-".join([args.config.stem, *([args.preset] if args.preset else []), isa_tag(isa) if isa else device.type])
+    (ROOT / "benchmarks" / "results" / f"training-{name}.md").write_text(report)
+    return report
 
 
 if __name__ == "__main__":

@@ -31,16 +31,19 @@ def cpu_has_amx() -> bool:
     return bool(probe and probe())
 
 
-# oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA, which benchmarks/run.py sets to act as an older CPU) that
-# leave no bf16 arithmetic: bf16 is then emulated, several times slower than float32.
+# oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA, formerly DNNL_MAX_CPU_ISA; benchmarks/run.py sets it to act as
+# an older CPU) that leave no bf16 arithmetic: bf16 is then emulated, several times slower than float32.
+# (AVX2_VNNI_2 converts bf16 but has no bf16 dot products.)
 _ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
 
 
 def cpu_computes_bf16() -> bool:
-    """bf16 in hardware: AMX, or AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and
-    later). There bf16 takes a window in 0.42-0.49x and a training step in 0.58x of float32's time, with the same
-    masks (benchmarks/results/runtimes-la-mri-avx512.md, training-la-mri-avx512.md); without it, 1.6-3x longer."""
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISAS_WITHOUT_BF16:
+    """bf16 in hardware: AMX, or AVX-512 BF16 (AMD Zen 4 and later, Intel Xeons from Cooper Lake and Sapphire
+    Rapids on). There bf16 takes a window in 0.42-0.49x and a training step in 0.58x of float32's time, with the same
+    masks (benchmarks/results/runtimes-la-mri-avx512_bf16.md, training-la-mri-avx512_bf16.md); without it, it takes
+    1.6-3x as long as float32."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    if limit.upper() in _ISAS_WITHOUT_BF16:
         return False
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     return cpu_has_amx() or bool(probe and probe())

@@ -5,9 +5,9 @@ The choice follows the measurements in ``benchmarks/results/``: on CPUs with AMX
 OpenVINO where it is installed, in bf16 where the CPU computes it (AVX-512 BF16) and float32 elsewhere (AVX-512,
 AVX2), else PyTorch in the same precision; on CUDA, PyTorch. Tried and not kept (``benchmarks/runtimes.py``): ONNX
 Runtime and ``torch.compile`` (slower than OpenVINO), and OpenVINO int8 by NNCF (faster; la-mri 1.0's labels failed
-the accuracy guard, 2.0's pass it, but quantising needs calibration windows of the model's training cases, which a
-bundle does not carry). The OpenVINO model is converted from the bundle's own weights on first use and cached by
-their SHA-256, never shipped in place of them.
+the accuracy guard, 2.0's pass it natively, but quantising needs calibration windows of the model's training cases,
+which a bundle does not carry). The OpenVINO model is converted from the bundle's own weights on first use and
+cached by their SHA-256, never shipped in place of them.
 """
 
 from __future__ import annotations
