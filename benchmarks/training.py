@@ -105,12 +105,12 @@ def measure(args: argparse.Namespace, run_dir: Path) -> str:
     crop = "x".join(map(str, trainer.card.roi_size))
     config = args.config.resolve().relative_to(ROOT) if args.config.resolve().is_relative_to(ROOT) else args.config
     lines = [
-        f"# Training step precision: {args.config.name}, {device.type}" + (f" ({isa_tag(isa)})" if isa else ""),
+        f"# Training step precision: {args.config.name}, {recipe.preset}, {device.type}" + (f" ({isa_tag(isa)})" if isa else ""),
         "",
         f"Machine: {machine(device)}.",
         *(["Instruction sets: " + ", ".join(f"{k} {'yes' if v is True else 'no' if v is False else v}"
                                             for k, v in isa.items()) + "."] if isa else []),
-        f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/training.py --config {config} "
+        f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/training.py --config {config}"
         f"{' --preset ' + args.preset if args.preset else ''} --steps {args.steps} --repeats {args.repeats}"
         f"{' --emulate-isa ' + args.emulate_isa if args.emulate_isa else ''}`: the trainer of `{recipe.preset}` "
         f"on fold 0 of the recipe's split, {recipe.batch_size} x {recipe.crops_per_volume} crops of {crop} a step, "
