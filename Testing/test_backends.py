@@ -86,7 +86,8 @@ def test_openvino_model_is_derived_from_the_weights_and_cached(openvino, make_bu
     reference = labels(Segmenter(bundle, device="cpu", backend="torch", amp=False))
     float32 = labels(Segmenter(bundle, device="cpu", backend="openvino", amp=False))
     assert np.array_equal(float32, reference), "in float32 both runtimes draw the same labels"
-    # by default (amp) OpenVINO computes in bf16 where the CPU has it (AMX, AVX-512 BF16), as torch's autocast does: near, not identical
+    # by default (amp) OpenVINO computes in bf16 where the CPU has it (AMX, AVX-512 BF16), as torch's autocast
+    # does: near, not identical
     assert np.mean(labels(first) == reference) > 0.99
 
 

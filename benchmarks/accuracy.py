@@ -78,8 +78,8 @@ def main() -> int:
         f"agreement with the reference >= {MIN_AGREEMENT} on every case, mean Dice within {MAX_DICE_CHANGE * 100:.1f} "
         "points of the reference's.",
         "",
-        f"Machine: {machine(torch.device('cpu'))}; CPU instruction sets: {isa_tag(cpu_isa())}; the default paths compute "
-        f"in {precision_name(torch.device('cpu'))}.",
+        f"Machine: {machine(torch.device('cpu'))}; CPU instruction sets: {isa_tag(cpu_isa())}; the default paths "
+        f"compute in {precision_name(torch.device('cpu'))}.",
         "",
         "| path | mean Dice vs expert | change (points) | agreement with reference: min (mean) | seconds (all cases) | guard |",
         "|---|---|---|---|---|---|",

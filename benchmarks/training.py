@@ -105,7 +105,8 @@ def measure(args: argparse.Namespace, run_dir: Path) -> str:
     crop = "x".join(map(str, trainer.card.roi_size))
     config = args.config.resolve().relative_to(ROOT) if args.config.resolve().is_relative_to(ROOT) else args.config
     lines = [
-        f"# Training step precision: {args.config.name}, {recipe.preset}, {device.type}" + (f" ({isa_tag(isa)})" if isa else ""),
+        f"# Training step precision: {args.config.name}, {recipe.preset}, {device.type}"
+        + (f" ({isa_tag(isa)})" if isa else ""),
         "",
         f"Machine: {machine(device)}.",
         *(["Instruction sets: " + ", ".join(f"{k} {'yes' if v is True else 'no' if v is False else v}"

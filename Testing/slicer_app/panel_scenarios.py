@@ -80,7 +80,8 @@ def test_panel_opens_with_models_choices_and_ranges(harness, panel):
     from missu.network import PRESETS
 
     assert items(ui.presetSelector) == ["missu-small", "missu-medium", "missu", "transbts"]
-    assert sorted(items(ui.presetSelector)) == sorted(PRESETS)  # the module's copy of the names (it loads without missu)
+    # the module keeps its own copy of the names (it loads without missu): the same names
+    assert sorted(items(ui.presetSelector)) == sorted(PRESETS)
     assert (ui.epochsSpinBox.minimum, ui.epochsSpinBox.maximum, ui.epochsSpinBox.value) == (1, 10000, 100)
     assert "Left atrium" in ui.modelDescription.text
     assert ui.inputLabel0.text == "LGE-MRI:" or ui.inputLabel0.text.endswith(":")

@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto", help="runtime of the network: auto, torch or openvino (see missu segment)")
     p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
-                   help="auto: bf16 where the hardware computes it natively (CUDA; CPUs with AMX or AVX-512 BF16); fp32: float32 everywhere "
-                        "(see missu segment)")
+                   help="auto: bf16 where the hardware computes it natively (CUDA; CPUs with AMX or AVX-512 BF16); "
+                        "fp32: float32 everywhere (see missu segment)")
     p.add_argument("--tta", action="store_true")
     p.add_argument("--json", action="store_true", help="print per-case and mean metrics as JSON")
     p.set_defaults(func=run)

@@ -76,8 +76,8 @@ class Segmenter:
         backend: str = "auto",
     ):
         """``overlap``, ``sw_batch_size`` and ``foreground_crop`` override the card's; ``amp`` allows
-        bf16/fp16 autocast (CUDA; CPUs with AMX or AVX-512 BF16); ``amp=False`` computes in float32. ``backend`` runs the
-        windows with ``torch`` or ``openvino`` (CPU); ``auto`` picks by the machine (:mod:`.backends`)."""
+        bf16/fp16 autocast (CUDA; CPUs with AMX or AVX-512 BF16); ``amp=False`` computes in float32. ``backend``
+        runs the windows with ``torch`` or ``openvino`` (CPU); ``auto`` picks by the machine (:mod:`.backends`)."""
         self.bundle = model if isinstance(model, Bundle) else load_bundle(resolve_bundle(model))
         self.card = self.bundle.card
         if foreground_crop is not None:
