@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -143,6 +144,36 @@ def test_cancel_then_resume_equals_uninterrupted(tiny_la, tmp_path):
     history = [json.loads(load_checkpoint(r / "checkpoints" / "last.pt")["progress"]["history"])
                for r in (tmp_path / "straight", stopped)]
     assert [h["loss"] for h in history[1]] == pytest.approx([h["loss"] for h in history[0]], rel=1e-4)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="ATen's x86 capabilities")
+def test_channels_last_changes_no_result_and_resumes_a_run_of_the_default_layout(tiny_la, tmp_path):
+    """Training takes channels-last where it is faster (float32 on AVX2): the losses and the validation are those of
+    PyTorch's default layout, and a run checkpointed in one layout goes on in the other (runs move between machines).
+    The environment makes any x86 CPU act as one of each kind (float32 in both: oneDNN limited to AVX2)."""
+    default = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "default"}
+    avx2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    dataset, recipe = tiny_la
+    code, straight, stderr = _train(dataset, recipe, tmp_path / "straight", env_extra=default)
+    assert code == 0, stderr
+    moved = tmp_path / "moved"
+    code, first, stderr = _train(dataset, recipe, moved, env_extra=default,
+                                 stop_when=lambda e: e["event"] == "iteration" and e["global_step"] == 2)
+    assert code == 0 and first[-1]["event"] == "cancelled", stderr
+    code, rest, stderr = _train(dataset, recipe, moved, "--resume", env_extra=avx2)
+    assert code == 0 and rest[-1]["event"] == "finished", stderr
+    assert [e["memory_format"] for e in (straight[0], first[0], rest[0])] == [
+        "contiguous_format", "contiguous_format", "channels_last_3d"]
+
+    def record(events):
+        return {(e["event"], e.get("global_step", e.get("epoch"))): e.get("loss", e.get("mean_dice"))
+                for e in events if e["event"] in ("iteration", "validation")}
+    expected, got = record(straight), {**record(first), **record(rest)}
+    assert got.keys() == expected.keys() and any(key[0] == "validation" and key[1] == 2 for key in got)
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], rel=1e-3, abs=1e-4), key
+    bundle = load_bundle(rest[-1]["bundle"])  # exported from channels-last weights: stored in the standard layout
+    assert all(tensor.is_contiguous() for tensor in bundle.state_dict.values())
 
 
 def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp_path, capsys):

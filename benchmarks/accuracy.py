@@ -32,8 +32,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> int:
     from missu.data.datasets import load_cases
-    from missu.inference import Segmenter
     from missu.devices import precision_name
+    from missu.inference import Segmenter
     from missu.inference.backends import openvino_available
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

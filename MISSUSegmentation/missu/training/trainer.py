@@ -43,7 +43,7 @@ from ..bundle.terminology import label_for
 from ..data.datasets import Case, DatasetInfo, check_case, dataset_info, load_cases
 from ..data.naming import MODALITIES, dicom_modality
 from ..data.transforms import LoadCased, preprocessing
-from ..devices import amp_dtype, autocast, pick_device, precision_name
+from ..devices import amp_dtype, autocast, pick_device, precision_name, training_memory_format
 from ..errors import MISSUError
 from ..network import MISSUConfig, MISSULoss, build_model, preset_config
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -222,6 +222,7 @@ class Trainer:
         # Mixed precision where it pays (CUDA; CPUs with bf16 in hardware); fp16 needs loss scaling, bf16 does not.
         self.amp = recipe.amp and amp_dtype(self.device) is not None
         self.precision = precision_name(self.device, self.amp)
+        self.memory_format = training_memory_format(self.device, self.amp)
 
         init_path = resolve_bundle(init) if init else None
         if init_path and (members := read_card(init_path).members) > 1:
@@ -256,7 +257,7 @@ class Trainer:
                 model.load_weights(init_bundle.state_dict)
             except MISSUError as exc:
                 raise MISSUError(f"--init {init}: {exc}") from None
-        self.model = model.to(self.device)
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.criterion = MISSULoss(
             ce=recipe.ce, include_background=recipe.include_background, batch_dice=recipe.batch_dice,
@@ -389,7 +390,7 @@ class Trainer:
         return autocast(self.device, enabled=self.amp)
 
     def _step(self, batch: dict) -> dict[str, float]:
-        image = _plain(batch["image"]).to(self.device)
+        image = _plain(batch["image"]).to(self.device, memory_format=self.memory_format)
         target = _plain(batch.get("soft", batch["label"])).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         try:
@@ -439,15 +440,16 @@ class Trainer:
 
     def _run(self, stop: Stop) -> Path | None:
         recipe, p, steps = self.recipe, self.progress, self.steps_per_epoch
+        layout = str(self.memory_format).removeprefix("torch.")
         self.events.emit(
             "start", run_dir=str(self.run_dir), preset=self.card.preset, epochs=recipe.epochs, steps_per_epoch=steps,
             train_cases=len(self.train_cases), val_cases=len(self.val_cases), skipped=self.skipped,
-            device=str(self.device), world_size=self.world, precision=self.precision, resumed=self.resumed,
-            epoch=p.epoch,
+            device=str(self.device), world_size=self.world, precision=self.precision, memory_format=layout,
+            resumed=self.resumed, epoch=p.epoch,
         )
-        self.log.info("training %s on %d cases (%d for validation), %d skipped, %s x%d, %s",
+        self.log.info("training %s on %d cases (%d for validation), %d skipped, %s x%d, %s, %s",
                       self.card.preset, len(self.train_cases), len(self.val_cases), len(self.skipped), self.device,
-                      self.world, self.precision)
+                      self.world, self.precision, layout)
         self.model.train()
         while p.epoch < recipe.epochs:
             if p.step_in_epoch == 0:
