@@ -215,3 +215,19 @@ def test_medium_is_small_with_twice_the_widths():
     small, medium = PRESETS["missu-small"], PRESETS["missu-medium"]
     assert medium.widths == tuple(2 * w for w in small.widths)
     assert dataclasses.replace(medium, widths=small.widths) == small  # nothing else differs
+
+
+def test_training_gives_the_same_result_in_either_memory_layout():
+    """Training may run channels-last (missu/devices.py): with the same seed, the dropout of the tokens must drop the
+    same elements as in PyTorch's default layout (it draws its mask in memory order), and the teacher agree too."""
+    config = preset_config("missu-small", in_channels=1, out_channels=2, roi_size=(32, 32, 24))
+    assert config.dropout > 0
+    outputs = []
+    for layout in (torch.contiguous_format, torch.channels_last_3d):
+        torch.manual_seed(0)
+        model = build_model(config).train().to(memory_format=layout)
+        x = torch.randn(2, 1, 32, 32, 24, generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(2)
+        outputs.append(model(x.contiguous(memory_format=layout)))
+    for default, channels_last in zip(*outputs):
+        torch.testing.assert_close(channels_last, default, rtol=1e-4, atol=1e-4)

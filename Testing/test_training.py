@@ -154,6 +154,8 @@ def test_channels_last_changes_no_result_and_resumes_a_run_of_the_default_layout
     default = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "default"}
     avx2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     dataset, recipe = tiny_la
+    # two crops a step: batches big enough for oneDNN's channels-last kernels; the preset's dropout (0.1) stays on
+    recipe.write_text(RECIPE.replace("crops_per_volume: 1", "crops_per_volume: 2"))
     code, straight, stderr = _train(dataset, recipe, tmp_path / "straight", env_extra=default)
     assert code == 0, stderr
     moved = tmp_path / "moved"
@@ -172,8 +174,11 @@ def test_channels_last_changes_no_result_and_resumes_a_run_of_the_default_layout
     assert got.keys() == expected.keys() and any(key[0] == "validation" and key[1] == 2 for key in got)
     for key in expected:
         assert got[key] == pytest.approx(expected[key], rel=1e-3, abs=1e-4), key
-    bundle = load_bundle(rest[-1]["bundle"])  # exported from channels-last weights: stored in the standard layout
-    assert all(tensor.is_contiguous() for tensor in bundle.state_dict.values())
+    conv = "encoder.1.0.weight"  # (the stem's, with one input channel, is in both layouts at once)
+    assert _weights(moved)[conv].is_contiguous(memory_format=torch.channels_last_3d)
+    assert not _weights(moved)[conv].is_contiguous() and _weights(tmp_path / "straight")[conv].is_contiguous()
+    moments = load_checkpoint(moved / "checkpoints" / "last.pt")["optimizer"]["state"].values()
+    assert all(m.is_contiguous(memory_format=torch.channels_last_3d) for s in moments for m in s.values() if m.dim() == 5)
 
 
 def test_resume_refuses_a_changed_recipe_and_init_crosses_roi_sizes(tiny_la, tmp_path, capsys):

@@ -120,7 +120,7 @@ class MISSU(nn.Module):
 
     def _position(self, grid: tuple[int, ...]) -> torch.Tensor:
         """Learned position embedding, trilinearly resampled when the token grid differs from the ROI's."""
-        pos = self.pos_embed
+        pos = self.pos_embed.contiguous()  # the layout of the default one, as for the tokens (see forward)
         if tuple(pos.shape[2:]) != grid:
             pos = F.interpolate(pos, size=grid, mode="trilinear", align_corners=False)
         return pos.flatten(2).transpose(1, 2)
@@ -134,7 +134,9 @@ class MISSU(nn.Module):
             if level < 3:
                 skips.append(h)
 
-        h = self.to_tokens(h)
+        # Tokens in one layout whatever the network's (channels-last while training on some CPUs): dropout draws its
+        # mask in memory order, so the same seed drops the same tokens in either.
+        h = self.to_tokens(h).contiguous()
         batch, dim, *grid = h.shape
         tokens = self.pos_dropout(h.flatten(2).transpose(1, 2) + self._position(tuple(grid)))
         tokens = self.token_norm(self.transformer(tokens))

@@ -344,13 +344,21 @@ class Trainer:
                      "skipped_cases": sorted(self.skipped)},
             "validation_cases": [c.name for c in self.val_cases],
             "training": {"preset": self.card.preset, "recipe": self.recipe.to_dict(), "device": str(self.device),
-                         "world_size": self.world, "precision": self.precision, "machine": platform.platform(),
+                         "world_size": self.world, "precision": self.precision, "memory_format": self._layout(),
+                         "machine": platform.platform(),
                          "missu": __version__, "torch": torch.__version__, "init": self.init},
         }
+
+    def _layout(self) -> str:
+        return str(self.memory_format).removeprefix("torch.")
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for moments in self.optimizer.state.values():  # in this machine's layout, as the weights (a run may move)
+            for key, value in moments.items():
+                if torch.is_tensor(value) and value.dim() == 5:
+                    moments[key] = value.contiguous(memory_format=self.memory_format)
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty where the run started without fp16 loss scaling (CPU, bf16)
             self.scaler.load_state_dict(state["scaler"])
@@ -440,7 +448,7 @@ class Trainer:
 
     def _run(self, stop: Stop) -> Path | None:
         recipe, p, steps = self.recipe, self.progress, self.steps_per_epoch
-        layout = str(self.memory_format).removeprefix("torch.")
+        layout = self._layout()
         self.events.emit(
             "start", run_dir=str(self.run_dir), preset=self.card.preset, epochs=recipe.epochs, steps_per_epoch=steps,
             train_cases=len(self.train_cases), val_cases=len(self.val_cases), skipped=self.skipped,
