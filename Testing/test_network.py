@@ -53,6 +53,26 @@ def test_the_backbone_learns_from_the_teacher_only_through_distillation(tiny_con
     assert model.head.weight.grad.abs().sum() > 0 and model.stem[0].weight.grad.abs().sum() > 0
 
 
+def test_the_teacher_projects_on_the_coarser_grid_with_the_same_result(tiny_config):
+    """The fusion pools before projecting (the cheaper order): the same teacher as projecting first, since
+    resampling averages and a 1x1x1 convolution is affine."""
+    import torch.nn.functional as F
+
+    from missu.network.lmsf import _resize
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config).train()
+    teacher = model.distill
+    skips = [torch.randn(2, w, 16 // 2**i, 16 // 2**i, 16 // 2**i) for i, w in enumerate(tiny_config.widths[:3])]
+    decoded = [torch.randn_like(s) for s in skips]
+    size = skips[1].shape[2:]
+    fused = teacher.fuse(sum(_resize(proj(f), size) for proj, f in zip(teacher.project, (*skips, *decoded))))
+    reference = F.interpolate(teacher.merge(torch.cat([fused, *(b(fused) for b in teacher.branches)], dim=1)),
+                              size=skips[0].shape[2:], mode="trilinear", align_corners=False)
+    reference = teacher.head(teacher.out(reference + teacher.detail(torch.cat([skips[0], decoded[0]], dim=1))))
+    torch.testing.assert_close(teacher(skips, decoded), reference, rtol=1e-5, atol=1e-5)
+
+
 def test_no_distillation_builds_no_branch(tiny_config):
     plain = build_model(dataclasses.replace(tiny_config, distillation=False)).train()
     assert plain.distill is None

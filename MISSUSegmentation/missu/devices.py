@@ -66,7 +66,7 @@ def precision_name(device: torch.device, amp: bool = True) -> str:
 
 def training_memory_format(device: torch.device, amp: bool = True) -> torch.memory_format:
     """The layout of the network and its crops while training: channels-last where it was measured faster (a
-    float32 step on a CPU whose best vector instructions are AVX2 took 0.72-0.75x of the default layout's time,
+    float32 step on a CPU whose best vector instructions are AVX2 took 0.72-0.80x of the default layout's time,
     benchmarks/results/training-la-mri*-avx2.md), PyTorch's default elsewhere (not measured for training with
     AVX-512, bf16 or CUDA; for inference on AVX-512, channels-last gained nothing)."""
     avx2 = torch.backends.cpu.get_cpu_capability() == "AVX2"  # honours ATEN_CPU_CAPABILITY, as an older CPU
