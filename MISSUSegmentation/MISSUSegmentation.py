@@ -7,7 +7,6 @@ core package ``missu`` does the work. Loading this file needs only what Slicer's
 
 from __future__ import annotations
 
-import logging
 import unittest
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +18,11 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 from MISSUSegmentationLib import dependencies
@@ -419,8 +422,7 @@ class MISSUSegmentationTest(ScriptedLoadableModuleTest):
         try:
             self.setUp()
         except unittest.SkipTest as skip:
-            logging.warning("MISSUSegmentation self-test skipped: %s", skip)
-            self.delayDisplay(_("Test skipped: {reason}").format(reason=skip))
+            self.delayDisplay(f"Test skipped: {skip}")  # also logged
             return
         self.test_segment_synthetic_volume()
 

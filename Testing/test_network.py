@@ -70,7 +70,10 @@ def test_the_teacher_projects_on_the_coarser_grid_with_the_same_result(tiny_conf
     reference = F.interpolate(teacher.merge(torch.cat([fused, *(b(fused) for b in teacher.branches)], dim=1)),
                               size=skips[0].shape[2:], mode="trilinear", align_corners=False)
     reference = teacher.head(teacher.out(reference + teacher.detail(torch.cat([skips[0], decoded[0]], dim=1))))
+    projected = []  # and in the cheaper order: the finest features reach their projection already pooled
+    teacher.project[0].register_forward_pre_hook(lambda module, args: projected.append(args[0].shape[2:]))
     torch.testing.assert_close(teacher(skips, decoded), reference, rtol=1e-5, atol=1e-5)
+    assert projected == [size]
 
 
 def test_no_distillation_builds_no_branch(tiny_config):

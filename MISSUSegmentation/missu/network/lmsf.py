@@ -12,7 +12,7 @@ through the distillation term: the ablation without it (no branch at all) isolat
 Cost (measured, ``benchmarks``-style timing on one CPU core): the context part runs at half resolution
 because 3x3x3 convolutions of 8 channels at full resolution would triple the training step. Resampling (weighted
 averages) commutes with the 1x1x1 projections, so each projection runs on the coarser of its two grids:
-0.87x of a missu-medium training pass's time (benchmarks/teacher_fusion.py, AVX2).
+a missu-medium training forward + backward in 0.87x of the time (benchmarks/teacher_fusion.py, 2 AVX2 cores).
 """
 
 from __future__ import annotations
