@@ -32,12 +32,12 @@ def main() -> int:
     args = parser.parse_args()
 
     import missu.network.lmsf as lmsf
-    from missu.devices import precision_name, training_memory_format
+    from missu.devices import amp_dtype, precision_name, training_memory_format
     from missu.network import MISSULoss, build_model, preset_config
 
     device = torch.device("cpu")
     layout = training_memory_format(device, amp=True)
-    dtype = torch.bfloat16 if precision_name(device, True) != "float32" else None
+    dtype = amp_dtype(device)  # bf16 where the CPU computes it, as missu train
     torch.manual_seed(0)
     net = build_model(preset_config(args.preset, in_channels=1, out_channels=2, roi_size=tuple(args.roi))).train()
     net = net.to(memory_format=layout)
